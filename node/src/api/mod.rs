@@ -1,0 +1,69 @@
+//! The Docker Engine API's subset that covey serves on its unix socket, so that the stock
+//! `docker` CLI is a client as much as `covey` is. Paths are served with and without the
+//! `/v1.xx` prefix.
+
+mod error;
+mod images;
+mod system;
+
+use std::sync::Arc;
+
+use axum::extract::Request;
+use axum::http::Uri;
+use axum::routing::{get, post};
+use axum::Router;
+use tower::ServiceExt as _;
+
+pub use error::ApiError;
+
+use crate::daemon::Node;
+
+/// The API version covey speaks; clients negotiate down from theirs to it.
+pub const API_VERSION: &str = "1.43";
+/// The oldest version covey accepts in a path prefix.
+pub const MIN_API_VERSION: &str = "1.24";
+
+/// The API as a service: the router behind the version-prefix rewrite.
+pub type App = axum::routing::IntoMakeService<tower::util::MapRequest<Router, RequestRewrite>>;
+type RequestRewrite = fn(Request) -> Request;
+
+pub fn app(node: Arc<Node>) -> App {
+    let router = Router::new()
+        .route("/_ping", get(system::ping).head(system::ping))
+        .route("/version", get(system::version))
+        .route("/images/create", post(images::create))
+        .route("/images/load", post(images::load))
+        .route("/images/prune", post(images::prune))
+        .route("/images/json", get(images::list))
+        .route(
+            "/images/{*name}",
+            get(images::inspect).delete(images::remove),
+        )
+        .fallback(error::unsupported)
+        .with_state(node);
+    // Versions are negotiated, not routed: strip the prefix before routing.
+    let strip: RequestRewrite = strip_version;
+    axum::ServiceExt::<Request>::into_make_service(router.map_request(strip))
+}
+
+fn strip_version(mut req: Request) -> Request {
+    let path = req.uri().path();
+    let rest = path
+        .strip_prefix("/v")
+        .and_then(|r| r.split_once('/'))
+        .filter(|(v, _)| {
+            v.split_once('.')
+                .is_some_and(|(a, b)| a.parse::<u8>().is_ok() && b.parse::<u16>().is_ok())
+        });
+    if let Some((_, rest)) = rest {
+        let mut pq = format!("/{rest}");
+        if let Some(q) = req.uri().query() {
+            pq.push('?');
+            pq.push_str(q);
+        }
+        if let Ok(uri) = pq.parse::<Uri>() {
+            *req.uri_mut() = uri;
+        }
+    }
+    req
+}

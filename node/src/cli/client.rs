@@ -1,0 +1,159 @@
+//! The API client: HTTP/1 over the daemon's unix socket, with Docker's error shape.
+
+use std::path::PathBuf;
+
+use anyhow::{anyhow, bail, Context};
+use bytes::Bytes;
+use http_body_util::{combinators::UnsyncBoxBody, BodyExt, Empty, Full};
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use serde::de::DeserializeOwned;
+
+use crate::config::{unix_socket_path, DEFAULT_HOST};
+
+pub type RequestBody = UnsyncBoxBody<Bytes, std::io::Error>;
+
+pub struct Client {
+    host: String,
+    socket: PathBuf,
+}
+
+impl Client {
+    /// The daemon named by `-H`, else `$COVEY_HOST`, else `$DOCKER_HOST`, else the default.
+    pub fn from_env(flag: Option<&str>) -> anyhow::Result<Self> {
+        let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        let host = flag
+            .map(str::to_string)
+            .or_else(|| env("COVEY_HOST"))
+            .or_else(|| env("DOCKER_HOST"))
+            .unwrap_or_else(|| DEFAULT_HOST.to_string());
+        let socket = unix_socket_path(&host)?;
+        Ok(Self { host, socket })
+    }
+
+    pub fn empty() -> RequestBody {
+        Empty::new().map_err(|never| match never {}).boxed_unsync()
+    }
+
+    pub fn bytes(b: impl Into<Bytes>) -> RequestBody {
+        Full::new(b.into())
+            .map_err(|never| match never {})
+            .boxed_unsync()
+    }
+
+    /// Sends a request; a non-2xx answer becomes an error carrying the daemon's message.
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: RequestBody,
+    ) -> anyhow::Result<Response<Incoming>> {
+        let stream = tokio::net::UnixStream::connect(&self.socket)
+            .await
+            .map_err(|e| {
+                anyhow!(
+                    "Cannot connect to the covey daemon at {}: {e}. Is the covey daemon running?",
+                    self.host
+                )
+            })?;
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .context("talking to the covey daemon")?;
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!("connection to the daemon ended: {e}");
+            }
+        });
+        let req = Request::builder()
+            .method(method)
+            .uri(format!("http://covey{path}"))
+            .header("host", "covey")
+            .header(
+                "user-agent",
+                concat!("covey-cli/", env!("CARGO_PKG_VERSION")),
+            )
+            .body(body)
+            .context("building the request")?;
+        let resp = sender
+            .send_request(req)
+            .await
+            .context("sending the request to the covey daemon")?;
+        if resp.status().is_success() {
+            return Ok(resp);
+        }
+        let status = resp.status();
+        let body = resp
+            .into_body()
+            .collect()
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
+        let message = serde_json::from_slice::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| {
+                v.get("message")
+                    .and_then(|m| m.as_str())
+                    .map(str::to_string)
+            })
+            .unwrap_or_else(|| String::from_utf8_lossy(&body).trim().to_string());
+        if status == StatusCode::NOT_FOUND && message.is_empty() {
+            bail!("Error response from daemon: not found");
+        }
+        bail!("Error response from daemon: {message}")
+    }
+
+    pub async fn json<T: DeserializeOwned>(&self, method: Method, path: &str) -> anyhow::Result<T> {
+        let resp = self.send(method, path, Self::empty()).await?;
+        let body = resp
+            .into_body()
+            .collect()
+            .await
+            .context("reading the daemon's answer")?
+            .to_bytes();
+        serde_json::from_slice(&body).context("the daemon's answer is not the JSON expected")
+    }
+
+    /// Reads a stream of JSON messages (pull progress, load results), one per line.
+    pub async fn json_lines(
+        resp: Response<Incoming>,
+        mut each: impl FnMut(serde_json::Value) -> anyhow::Result<()>,
+    ) -> anyhow::Result<()> {
+        let mut body = resp.into_body();
+        let mut buf: Vec<u8> = Vec::new();
+        while let Some(frame) = body.frame().await {
+            let frame = frame.context("reading from the covey daemon")?;
+            if let Some(data) = frame.data_ref() {
+                buf.extend_from_slice(data);
+                while let Some(nl) = buf.iter().position(|&b| b == b'\n') {
+                    let line: Vec<u8> = buf.drain(..=nl).collect();
+                    let line = String::from_utf8_lossy(&line);
+                    if !line.trim().is_empty() {
+                        each(
+                            serde_json::from_str(line.trim())
+                                .context("the daemon sent a malformed message")?,
+                        )?;
+                    }
+                }
+            }
+        }
+        if !buf.is_empty() {
+            each(serde_json::from_slice(&buf).context("the daemon sent a malformed message")?)?;
+        }
+        Ok(())
+    }
+}
+
+/// Query-string escaping for names that contain `/`, `:` and `@`.
+pub fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(b as char)
+            }
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}

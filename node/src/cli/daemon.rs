@@ -1,0 +1,35 @@
+//! `covey daemon`: dockerd's flags where they mean the same.
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+use crate::config::{DaemonConfig, Flags};
+
+#[derive(Args)]
+pub struct DaemonArgs {
+    /// Where covey keeps its state (images, cluster store, certificates).
+    #[arg(long)]
+    data_root: Option<PathBuf>,
+    /// Where covey keeps runtime state (the socket, the pid file).
+    #[arg(long)]
+    exec_root: Option<PathBuf>,
+    /// The configuration file (TOML); /etc/covey/covey.toml is read if it exists.
+    #[arg(long)]
+    config_file: Option<PathBuf>,
+    /// A registry to reach over plain HTTP (HOST[:PORT]); loopback ones always are.
+    #[arg(long = "insecure-registry", value_name = "HOST[:PORT]")]
+    insecure_registries: Vec<String>,
+}
+
+pub async fn run(args: DaemonArgs, host: Option<String>, debug: bool) -> anyhow::Result<()> {
+    let config = DaemonConfig::resolve(Flags {
+        config_file: args.config_file,
+        data_root: args.data_root,
+        exec_root: args.exec_root,
+        host,
+        insecure_registries: args.insecure_registries,
+        debug,
+    })?;
+    crate::daemon::run(config).await
+}

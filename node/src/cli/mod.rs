@@ -1,0 +1,87 @@
+//! The `covey` command line: Docker's grammar, one file per noun. Every command but
+//! `daemon` is a client of the daemon's API.
+
+mod client;
+mod daemon;
+mod image;
+mod output;
+mod version;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+pub use client::Client;
+
+#[derive(Parser)]
+#[command(name = "covey", version = crate::VERSION, about = "Docker Swarm mode for edge and IoT fleets")]
+pub struct Cli {
+    /// Daemon socket to connect to (or, for `daemon`, to listen on): unix:///path.
+    /// Defaults to $COVEY_HOST, then $DOCKER_HOST, then unix:///run/covey/covey.sock.
+    #[arg(short = 'H', long = "host", global = true)]
+    host: Option<String>,
+
+    /// Log at debug level.
+    #[arg(short = 'D', long, global = true)]
+    debug: bool,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the covey daemon on this node.
+    Daemon(daemon::DaemonArgs),
+    /// Manage images.
+    #[command(subcommand)]
+    Image(image::ImageCommand),
+    /// Show the covey version of the client and the daemon.
+    Version(version::VersionArgs),
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(cli.debug, matches!(cli.command, Command::Daemon(_)));
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("covey: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Daemon(args) => daemon::run(args, cli.host, cli.debug).await,
+            Command::Image(cmd) => image::run(cmd, &Client::from_env(cli.host.as_deref())?).await,
+            Command::Version(args) => {
+                version::run(args, &Client::from_env(cli.host.as_deref())?).await
+            }
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing(debug: bool, daemon: bool) {
+    use tracing_subscriber::EnvFilter;
+    let default = match (debug, daemon) {
+        (true, _) => "debug,hyper=info,h2=info,rustls=info",
+        (false, true) => "info",
+        (false, false) => "warn",
+    };
+    let filter = EnvFilter::try_from_env("COVEY_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr)
+        .try_init();
+}

@@ -1,0 +1,97 @@
+//! `covey daemon`: opens the node's stores and serves the API until SIGTERM or SIGINT.
+
+use std::os::unix::fs::PermissionsExt;
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+use covey_images::{ImageOptions, ImageService, RegistryOptions};
+use nix::fcntl::{Flock, FlockArg};
+
+use crate::api;
+use crate::config::DaemonConfig;
+
+/// Everything the API handlers reach.
+pub struct Node {
+    pub config: DaemonConfig,
+    pub images: ImageService,
+}
+
+pub async fn run(config: DaemonConfig) -> anyhow::Result<()> {
+    for dir in [&config.data_root, &config.exec_root] {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    // One daemon per data root: two would corrupt each other's stores.
+    let lock_path = config.data_root.join("covey.lock");
+    let lock_file = std::fs::File::create(&lock_path)
+        .with_context(|| format!("creating {}", lock_path.display()))?;
+    let _lock = match Flock::lock(lock_file, FlockArg::LockExclusiveNonblock) {
+        Ok(l) => l,
+        Err((_, nix::Error::EWOULDBLOCK)) => {
+            bail!(
+                "another covey daemon is already using {}",
+                config.data_root.display()
+            )
+        }
+        Err((_, e)) => return Err(e).context("locking the data root"),
+    };
+    let images = ImageService::open(
+        &config.data_root.join("images"),
+        ImageOptions {
+            registries: RegistryOptions {
+                insecure: config.insecure_registries.clone(),
+                docker_config: covey_images::auth::default_docker_config(),
+            },
+            ..Default::default()
+        },
+    )
+    .context("opening the image store")?;
+    tracing::info!(
+        data_root = %config.data_root.display(),
+        snapshots = ?images.snapshot_mode(),
+        platform = %images.default_platform(),
+        "covey {} starting",
+        crate::VERSION
+    );
+
+    let socket = config.socket.clone();
+    if let Some(parent) = socket.parent() {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("creating {}", parent.display()))?;
+    }
+    // A socket left by a daemon that died: we hold the lock, so it is not in use.
+    let _ = std::fs::remove_file(&socket);
+    let listener = tokio::net::UnixListener::bind(&socket)
+        .with_context(|| format!("listening on {}", socket.display()))?;
+    std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o660))
+        .with_context(|| format!("setting permissions of {}", socket.display()))?;
+    let pidfile = config.exec_root.join("covey.pid");
+    std::fs::write(&pidfile, std::process::id().to_string())
+        .with_context(|| format!("writing {}", pidfile.display()))?;
+
+    let node = Arc::new(Node { config, images });
+    tracing::info!(socket = %socket.display(), "API listening");
+    axum::serve(listener, api::app(node))
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("serving the API")?;
+    let _ = std::fs::remove_file(&socket);
+    let _ = std::fs::remove_file(&pidfile);
+    tracing::info!("covey stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        // Without signal handlers the daemon still runs; it stops when killed.
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    tracing::info!("shutting down");
+}

@@ -1,0 +1,20 @@
+//! covey: Docker Swarm mode for edge and IoT fleets, as one small binary.
+//!
+//! # Layout
+//! - [`config`]: the daemon's settings, from flags and `/etc/covey/covey.toml`.
+//! - [`daemon`]: `covey daemon`: opens the node's stores and serves the API.
+//! - [`api`]: the Docker Engine API subset, on the daemon's unix socket. The only module
+//!   that knows the Docker JSON shapes.
+//! - [`cli`]: the `covey` command line, a client of that API (one file per noun).
+//!
+//! Still to come, named after swarmkit's parts: `manager/` (store, raft, ca, orchestrator,
+//! scheduler, dispatcher, allocator), `agent/`, `transport/`, `network/`.
+
+pub mod api;
+pub mod cli;
+pub mod config;
+pub mod daemon;
+pub mod units;
+
+/// covey's version, as `/version` and `covey version` report it.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,0 +1,60 @@
+//! Sizes and ages as Docker prints them ("5.3MB", "2 weeks ago").
+
+pub fn human_size(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1000.0 && u < UNITS.len() - 1 {
+        v /= 1000.0;
+        u += 1;
+    }
+    match u {
+        0 => format!("{n}B"),
+        _ => {
+            format!("{:.3}", v)
+                .trim_end_matches('0')
+                .trim_end_matches('.')
+                .to_string()
+                + UNITS[u]
+        }
+    }
+}
+
+/// "3 hours ago" from a unix time; "N/A" for none (Docker's zero time).
+pub fn ago(unix: i64) -> String {
+    if unix <= 0 {
+        return "N/A".into();
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(unix);
+    let s = (now - unix).max(0);
+    let (n, unit) = match s {
+        0..=59 => return "Less than a minute ago".into(),
+        60..=3599 => (s / 60, "minute"),
+        3600..=172_799 => (s / 3600, "hour"),
+        172_800..=1_209_599 => (s / 86_400, "day"),
+        1_209_600..=5_183_999 => (s / 604_800, "week"),
+        5_184_000..=63_071_999 => (s / 2_592_000, "month"),
+        _ => (s / 31_536_000, "year"),
+    };
+    let plural = if n == 1 { "" } else { "s" };
+    if n == 1 && unit == "hour" {
+        return "About an hour ago".into();
+    }
+    format!("{n} {unit}{plural} ago")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(human_size(999), "999B");
+        assert_eq!(human_size(1_500), "1.5kB");
+        assert_eq!(human_size(4_300_000), "4.3MB");
+        assert_eq!(human_size(2_000_000_000), "2GB");
+    }
+}

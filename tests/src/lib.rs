@@ -1,0 +1,305 @@
+//! The harness for covey's end-to-end tests: real registries, real daemons, real files.
+//!
+//! Everything a test starts is owned by a value whose `Drop` stops and removes it, so a
+//! failing test leaves nothing running. Names carry the test's own prefix.
+//!
+//! The `covey` binary is the workspace's `target/debug/covey` (or `$COVEY_BIN`); the
+//! README's test command builds it before the tests run.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+
+pub fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default()
+}
+
+pub fn covey_bin() -> PathBuf {
+    let bin = std::env::var_os("COVEY_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace().join("target/debug/covey"));
+    assert!(
+        bin.is_file(),
+        "{} is missing: build it first with `cargo build -p covey`",
+        bin.display()
+    );
+    bin
+}
+
+/// The test images, built once per test process by the project's fixture script.
+pub fn fixtures() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = workspace().join("target/fixtures");
+        // Test binaries run in parallel: one builds, the others wait for it.
+        std::fs::create_dir_all(workspace().join("target")).expect("creating target/");
+        let lock_file = std::fs::File::create(workspace().join("target/fixtures.lock"))
+            .expect("creating the fixtures lock");
+        let _lock = nix::fcntl::Flock::lock(lock_file, nix::fcntl::FlockArg::LockExclusive)
+            .map_err(|(_, e)| e)
+            .expect("locking fixtures");
+        if dir.join("busybox-save.tar").is_file() {
+            return dir;
+        }
+        let script = workspace().join("tests/fixtures/build-images.py");
+        let out = Command::new("python3")
+            .arg(&script)
+            .arg(&dir)
+            .output()
+            .expect("running build-images.py");
+        assert!(
+            out.status.success(),
+            "build-images.py failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        dir
+    })
+}
+
+/// A free TCP port on loopback. The registry script refuses a taken port, so a race
+/// here fails loudly rather than silently.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("binding a loopback port")
+}
+
+/// Debian's docker-registry on 127.0.0.1, with its own storage; stopped on drop.
+pub struct Registry {
+    dir: tempfile::TempDir,
+    pub port: u16,
+}
+
+impl Registry {
+    pub fn start(prefix: &str) -> anyhow::Result<Self> {
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("covey-{prefix}-registry-"))
+            .tempdir()?;
+        let port = free_port();
+        run_script(&[
+            "start",
+            &dir.path().display().to_string(),
+            &port.to_string(),
+        ])?;
+        Ok(Self { dir, port })
+    }
+
+    pub fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Pushes the fixture layout `oci/<layout>` as `<name>:latest`; returns the reference.
+    pub fn push(&self, layout: &str, name: &str) -> anyhow::Result<String> {
+        let src = fixtures().join("oci").join(layout);
+        let reference = format!("{name}:latest");
+        run_script(&[
+            "push",
+            &self.dir.path().display().to_string(),
+            &self.port.to_string(),
+            &src.display().to_string(),
+            &reference,
+        ])?;
+        Ok(format!("{}/{reference}", self.host()))
+    }
+
+    /// Where the registry keeps a blob's bytes, for tests that tamper with them.
+    pub fn blob_path(&self, hex: &str) -> PathBuf {
+        self.dir
+            .path()
+            .join("storage/docker/registry/v2/blobs/sha256")
+            .join(&hex[..2])
+            .join(hex)
+            .join("data")
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = run_script(&["stop", &self.dir.path().display().to_string()]);
+    }
+}
+
+fn run_script(args: &[&str]) -> anyhow::Result<()> {
+    let script = workspace().join("tests/fixtures/registry");
+    let out = Command::new(&script)
+        .args(args)
+        .output()
+        .with_context(|| format!("running {}", script.display()))?;
+    if !out.status.success() {
+        bail!(
+            "registry {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(())
+}
+
+/// A `covey daemon` with its own data root and socket; stopped (SIGTERM) on drop.
+pub struct Daemon {
+    child: Option<Child>,
+    pub root: tempfile::TempDir,
+    pub socket: PathBuf,
+}
+
+impl Daemon {
+    pub fn start(prefix: &str, extra: &[&str]) -> anyhow::Result<Self> {
+        let root = tempfile::Builder::new()
+            .prefix(&format!("covey-{prefix}-node-"))
+            .tempdir()?;
+        let socket = root.path().join("run/covey.sock");
+        let log = std::fs::File::create(root.path().join("daemon.log"))?;
+        let child = Command::new(covey_bin())
+            .arg("daemon")
+            .arg("--data-root")
+            .arg(root.path().join("data"))
+            .arg("--exec-root")
+            .arg(root.path().join("run"))
+            .args(extra)
+            .env("COVEY_LOG", "info,covey_images=debug")
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .context("starting covey daemon")?;
+        let mut daemon = Self {
+            child: Some(child),
+            root,
+            socket,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !daemon.socket.exists() {
+            if let Some(status) = daemon
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                bail!("covey daemon exited with {status}: {}", daemon.log());
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "covey daemon did not create its socket in 20 s: {}",
+                    daemon.log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(daemon)
+    }
+
+    pub fn host(&self) -> String {
+        format!("unix://{}", self.socket.display())
+    }
+
+    pub fn data(&self) -> PathBuf {
+        self.root.path().join("data")
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.root.path().join("daemon.log")).unwrap_or_default()
+    }
+
+    /// Runs the covey CLI against this daemon.
+    pub fn covey(&self, args: &[&str]) -> Output {
+        Command::new(covey_bin())
+            .arg("-H")
+            .arg(self.host())
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("running covey")
+    }
+
+    /// Runs the covey CLI and returns its stdout, failing the test (with both outputs
+    /// and the daemon's log) if it fails.
+    pub fn covey_ok(&self, args: &[&str]) -> String {
+        let out = self.covey(args);
+        assert!(
+            out.status.success(),
+            "covey {args:?} failed:\nstdout: {}\nstderr: {}\ndaemon log:\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            self.log()
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Runs the covey CLI expecting failure; returns stderr.
+    pub fn covey_err(&self, args: &[&str]) -> String {
+        let out = self.covey(args);
+        assert!(
+            !out.status.success(),
+            "covey {args:?} should have failed: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+
+    /// Runs Debian's docker CLI (client only) against this daemon.
+    pub fn docker(&self, args: &[&str]) -> Output {
+        Command::new(DOCKER_CLI)
+            .args(args)
+            .env("DOCKER_HOST", self.host())
+            .env("DOCKER_CONFIG", self.root.path().join("docker-config"))
+            .stdin(Stdio::null())
+            .output()
+            .expect("running the docker CLI")
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Debian's docker.io client; /usr/local/bin may hold another one.
+pub const DOCKER_CLI: &str = "/usr/bin/docker";
+
+/// Files under `dir`, recursively (for "nothing was kept" checks).
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() && !p.is_symlink() {
+                stack.push(p);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
