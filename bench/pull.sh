@@ -70,13 +70,14 @@ for i in $(seq "$N"); do
         sleep 0.1
     done
     [ -S "$E/covey.sock" ] || { echo "covey daemon: no socket after 30 s" >&2; exit 1; }
+    idle=$(awk '/^VmRSS:/ {printf "%.1f", $2 / 1024}' "/proc/$DPID/status")
     t0=$(now)
-    "$COVEY" -H "unix://$E/covey.sock" image pull "$IMAGE" >/dev/null
+    "$COVEY" -H "unix://$E/covey.sock" image pull -q "$IMAGE" >/dev/null
     cov+=("$(elapsed "$t0" "$(now)")")
-    rss+=("$(awk '/^VmHWM:/ {printf "%d", $2 / 1024}' "/proc/$DPID/status")")
+    rss+=("$(awk '/^VmHWM:/ {printf "%.1f", $2 / 1024}' "/proc/$DPID/status")")
     stop_daemon
     remove "$TMP/c$i"
-    echo "covey run $i: ${cov[-1]} s, peak RSS ${rss[-1]} MB"
+    echo "covey run $i: ${cov[-1]} s, peak RSS ${rss[-1]} MB (idle before the pull: $idle MB)"
 done
 
 r=$(median "${ref[@]}") c=$(median "${cov[@]}")

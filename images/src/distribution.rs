@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use futures_util::future::BoxFuture;
 use futures_util::StreamExt;
 use oci_client::client::{ClientConfig, ClientProtocol, LayerDescriptor};
-use oci_client::errors::OciDistributionError;
+use oci_client::errors::{OciDistributionError, OciErrorCode};
 use oci_client::secrets::RegistryAuth;
 
 use crate::auth::{self, Credentials};
@@ -37,8 +37,6 @@ pub enum DistributionError {
     },
     #[error("manifest for {reference} is over the {MAX_MANIFEST_BYTES} byte limit")]
     ManifestTooLarge { reference: String },
-    #[error("registry returned an invalid digest for {reference}: {digest:?}")]
-    BadDigest { reference: String, digest: String },
     #[error(transparent)]
     Auth(#[from] auth::AuthError),
 }
@@ -244,8 +242,10 @@ fn classify(reference: &str, e: OciDistributionError) -> DistributionError {
         E::RegistryError { envelope, .. }
             if envelope.errors.iter().any(|x| {
                 matches!(
-                    format!("{:?}", x.code).as_str(),
-                    "ManifestUnknown" | "NameUnknown" | "BlobUnknown"
+                    x.code,
+                    OciErrorCode::ManifestUnknown
+                        | OciErrorCode::NameUnknown
+                        | OciErrorCode::BlobUnknown
                 )
             }) =>
         {
@@ -284,4 +284,23 @@ fn describe_request_error(e: &dyn std::error::Error) -> String {
 /// rustls needs one process-wide crypto provider; ring is the one quinn will share.
 fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_http_only_for_loopback_and_insecure() {
+        let regs = Registries::new(RegistryOptions {
+            insecure: vec!["edge-registry.lan:5000".into()],
+            docker_config: None,
+        });
+        assert!(regs.plain_http("127.0.0.1:5000"));
+        assert!(regs.plain_http("localhost:5000"));
+        assert!(regs.plain_http("edge-registry.lan:5000"));
+        assert!(!regs.plain_http("edge-registry.lan:5001"));
+        assert!(!regs.plain_http("docker.io"));
+        assert!(!regs.plain_http("192.168.1.10:5000"));
+    }
 }

@@ -77,7 +77,7 @@ impl Metadata {
 
     pub fn save(&self) -> Result<(), ContentError> {
         let tmp = self.path.with_extension("json.tmp");
-        let bytes = serde_json::to_vec(&self.file).unwrap_or_default();
+        let bytes = serde_json::to_vec(&self.file).map_err(|e| io_err(&self.path)(e.into()))?;
         {
             use std::io::Write;
             let mut f = std::fs::File::create(&tmp).map_err(io_err(&tmp))?;

@@ -8,16 +8,22 @@ pub fn human_size(n: u64) -> String {
         v /= 1000.0;
         u += 1;
     }
-    match u {
-        0 => format!("{n}B"),
-        _ => {
-            format!("{:.3}", v)
-                .trim_end_matches('0')
-                .trim_end_matches('.')
-                .to_string()
-                + UNITS[u]
-        }
+    if u == 0 {
+        return format!("{n}B");
     }
+    // Three significant digits, as Docker's `%.3g`.
+    let decimals = match v {
+        v if v < 10.0 => 2,
+        v if v < 100.0 => 1,
+        _ => 0,
+    };
+    let digits = format!("{v:.decimals$}");
+    let digits = if digits.contains('.') {
+        digits.trim_end_matches('0').trim_end_matches('.')
+    } else {
+        &digits
+    };
+    format!("{digits}{}", UNITS[u])
 }
 
 /// "3 hours ago" from a unix time; "N/A" for none (Docker's zero time).
@@ -53,6 +59,9 @@ mod tests {
     #[test]
     fn sizes() {
         assert_eq!(human_size(999), "999B");
+        assert_eq!(human_size(1_982_000), "1.98MB");
+        assert_eq!(human_size(51_400_000), "51.4MB");
+        assert_eq!(human_size(123_456_789), "123MB");
         assert_eq!(human_size(1_500), "1.5kB");
         assert_eq!(human_size(4_300_000), "4.3MB");
         assert_eq!(human_size(2_000_000_000), "2GB");

@@ -45,10 +45,14 @@ pub fn fixtures() -> &'static Path {
         let _lock = nix::fcntl::Flock::lock(lock_file, nix::fcntl::FlockArg::LockExclusive)
             .map_err(|(_, e)| e)
             .expect("locking fixtures");
-        if dir.join("busybox-save.tar").is_file() {
+        // Rebuilt whenever the script changes, so a stale target/ cannot hide a fixture.
+        let script = workspace().join("tests/fixtures/build-images.py");
+        let stamp =
+            covey_images::Digest::of(&std::fs::read(&script).expect("reading build-images.py"))
+                .to_string();
+        if std::fs::read_to_string(dir.join(".stamp")).ok().as_deref() == Some(stamp.as_str()) {
             return dir;
         }
-        let script = workspace().join("tests/fixtures/build-images.py");
         let out = Command::new("python3")
             .arg(&script)
             .arg(&dir)
@@ -98,15 +102,21 @@ impl Registry {
 
     /// Pushes the fixture layout `oci/<layout>` as `<name>:latest`; returns the reference.
     pub fn push(&self, layout: &str, name: &str) -> anyhow::Result<String> {
+        self.push_with(layout, name, &[])
+    }
+
+    /// As `push`, with extra skopeo arguments (`--format v2s2` for Docker schema 2).
+    pub fn push_with(&self, layout: &str, name: &str, skopeo: &[&str]) -> anyhow::Result<String> {
         let src = fixtures().join("oci").join(layout);
         let reference = format!("{name}:latest");
-        run_script(&[
-            "push",
-            &self.dir.path().display().to_string(),
-            &self.port.to_string(),
-            &src.display().to_string(),
-            &reference,
-        ])?;
+        let (dir, port, src) = (
+            self.dir.path().display().to_string(),
+            self.port.to_string(),
+            src.display().to_string(),
+        );
+        let mut args = vec!["push", &dir, &port, &src, &reference];
+        args.extend_from_slice(skopeo);
+        run_script(&args)?;
         Ok(format!("{}/{reference}", self.host()))
     }
 

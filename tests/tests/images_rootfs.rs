@@ -47,9 +47,13 @@ fn check_layers_rootfs(rootfs: &Path) {
     assert!(rootfs.join("bin/busybox").is_file());
 }
 
-async fn rootfs_roundtrip(mode: SnapshotMode) {
+async fn rootfs_roundtrip(mode: SnapshotMode, layout: &str, skopeo: &[&str]) {
     let reg = Registry::start(&format!("rootfs-{mode:?}")).unwrap();
-    let name: Reference = reg.push("layers", "layers").unwrap().parse().unwrap();
+    let name: Reference = reg
+        .push_with(layout, "layers", skopeo)
+        .unwrap()
+        .parse()
+        .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let images = service(dir.path(), mode);
     assert_eq!(images.snapshot_mode(), mode);
@@ -93,12 +97,18 @@ async fn rootfs_roundtrip(mode: SnapshotMode) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn overlay_snapshot_applies_whiteouts() {
-    rootfs_roundtrip(SnapshotMode::Overlay).await;
+    rootfs_roundtrip(SnapshotMode::Overlay, "layers", &[]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn copy_snapshot_applies_whiteouts() {
-    rootfs_roundtrip(SnapshotMode::Copy).await;
+async fn copy_snapshot_applies_whiteouts_of_zstd_layers() {
+    rootfs_roundtrip(SnapshotMode::Copy, "layers-zstd", &[]).await;
+}
+
+/// The same image pushed as a Docker schema 2 manifest, as Docker Hub serves most images.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn docker_schema2_image_unpacks_the_same() {
+    rootfs_roundtrip(SnapshotMode::Overlay, "layers", &["--format", "v2s2"]).await;
 }
 
 /// A `docker save` tarball loads through the same path as a pull, and its root filesystem
