@@ -153,16 +153,21 @@ impl ImageService {
             .read(&image.id, crate::manifest::MAX_MANIFEST_BYTES as u64)?)
     }
 
-    /// Removes a name, and the image when no name is left, as `docker rmi`: an ID with
-    /// several names needs `force`; an image a container uses is never deleted.
-    pub async fn remove(&self, name_or_id: &str, force: bool) -> Result<Vec<Removed>, Error> {
-        let _gc = self.gc_lock.write().await;
-        let in_use: HashSet<Digest> = self
+    /// Images that a snapshot (a container's root filesystem) is made from.
+    fn images_in_use(&self) -> Result<HashSet<Digest>, Error> {
+        Ok(self
             .snapshots
             .list()?
             .into_iter()
             .map(|s| s.image)
-            .collect();
+            .collect())
+    }
+
+    /// Removes a name, and the image when no name is left, as `docker rmi`: an ID with
+    /// several names needs `force`; an image a container uses is never deleted.
+    pub async fn remove(&self, name_or_id: &str, force: bool) -> Result<Vec<Removed>, Error> {
+        let _gc = self.gc_lock.write().await;
+        let in_use = self.images_in_use()?;
         let mut actions = Vec::new();
         let deleted = {
             let mut meta = self.meta();
@@ -214,12 +219,7 @@ impl ImageService {
     /// Deletes images with no name that no container uses, then unused blobs and layers.
     pub async fn prune(&self) -> Result<PruneReport, Error> {
         let _gc = self.gc_lock.write().await;
-        let in_use: HashSet<Digest> = self
-            .snapshots
-            .list()?
-            .into_iter()
-            .map(|s| s.image)
-            .collect();
+        let in_use = self.images_in_use()?;
         let mut report = PruneReport::default();
         {
             let mut meta = self.meta();

@@ -80,20 +80,30 @@ pub fn free_port() -> u16 {
 pub struct Registry {
     dir: tempfile::TempDir,
     pub port: u16,
+    /// `user:password` when the registry requires basic auth.
+    creds: Option<String>,
 }
 
 impl Registry {
     pub fn start(prefix: &str) -> anyhow::Result<Self> {
+        Self::start_with(prefix, None)
+    }
+
+    /// A registry that requires `user:password` (htpasswd basic auth).
+    pub fn start_with(prefix: &str, creds: Option<&str>) -> anyhow::Result<Self> {
         let dir = tempfile::Builder::new()
             .prefix(&format!("covey-{prefix}-registry-"))
             .tempdir()?;
         let port = free_port();
-        run_script(&[
-            "start",
-            &dir.path().display().to_string(),
-            &port.to_string(),
-        ])?;
-        Ok(Self { dir, port })
+        let (d, p) = (dir.path().display().to_string(), port.to_string());
+        let mut args = vec!["start", &d, &p];
+        args.extend(creds);
+        run_script(&args)?;
+        Ok(Self {
+            dir,
+            port,
+            creds: creds.map(str::to_string),
+        })
     }
 
     pub fn host(&self) -> String {
@@ -115,6 +125,9 @@ impl Registry {
             src.display().to_string(),
         );
         let mut args = vec!["push", &dir, &port, &src, &reference];
+        if let Some(c) = &self.creds {
+            args.extend(["--dest-creds", c]);
+        }
         args.extend_from_slice(skopeo);
         run_script(&args)?;
         Ok(format!("{}/{reference}", self.host()))
@@ -162,6 +175,11 @@ pub struct Daemon {
 
 impl Daemon {
     pub fn start(prefix: &str, extra: &[&str]) -> anyhow::Result<Self> {
+        Self::start_env(prefix, extra, &[])
+    }
+
+    /// As `start`, with extra environment for the daemon (`DOCKER_CONFIG`, say).
+    pub fn start_env(prefix: &str, extra: &[&str], env: &[(&str, &Path)]) -> anyhow::Result<Self> {
         let root = tempfile::Builder::new()
             .prefix(&format!("covey-{prefix}-node-"))
             .tempdir()?;
@@ -175,6 +193,7 @@ impl Daemon {
             .arg(root.path().join("run"))
             .args(extra)
             .env("COVEY_LOG", "info,covey_images=debug")
+            .envs(env.iter().map(|(k, v)| (*k, *v)))
             .stdout(log.try_clone()?)
             .stderr(log)
             .spawn()
@@ -284,6 +303,29 @@ impl Drop for Daemon {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// Writes a docker `config.json` holding `user:password` for `registry` into `dir`, as
+/// `docker login` would.
+pub fn write_docker_config(dir: &Path, registry: &str, creds: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    std::fs::create_dir_all(dir)?;
+    let mut b64 = Vec::new();
+    let mut child = Command::new("base64")
+        .arg("-w0")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()?;
+    child
+        .stdin
+        .take()
+        .context("base64 stdin")?
+        .write_all(creds.as_bytes())?;
+    b64.extend(child.wait_with_output()?.stdout);
+    let auth = String::from_utf8(b64)?;
+    let json = serde_json::json!({ "auths": { registry: { "auth": auth } } });
+    std::fs::write(dir.join("config.json"), serde_json::to_vec_pretty(&json)?)?;
+    Ok(())
 }
 
 /// Debian's docker.io client; /usr/local/bin may hold another one.
