@@ -76,6 +76,24 @@ pub fn free_port() -> u16 {
         .expect("binding a loopback port")
 }
 
+/// How a registry checks credentials.
+#[derive(Clone, Copy, Debug)]
+pub enum Auth {
+    /// HTTP basic auth against an htpasswd file.
+    Basic,
+    /// Bearer tokens from a token server that takes basic credentials, as Docker Hub.
+    Token,
+}
+
+impl Auth {
+    fn as_arg(self) -> &'static str {
+        match self {
+            Auth::Basic => "basic",
+            Auth::Token => "token",
+        }
+    }
+}
+
 /// Debian's docker-registry on 127.0.0.1, with its own storage; stopped on drop.
 pub struct Registry {
     dir: tempfile::TempDir,
@@ -89,20 +107,23 @@ impl Registry {
         Self::start_with(prefix, None)
     }
 
-    /// A registry that requires `user:password` (htpasswd basic auth).
-    pub fn start_with(prefix: &str, creds: Option<&str>) -> anyhow::Result<Self> {
+    /// A registry that requires `user:password`, checked by the registry itself (basic
+    /// auth) or by a token server (`Auth::Token`, Docker Hub's flow).
+    pub fn start_with(prefix: &str, auth: Option<(&str, Auth)>) -> anyhow::Result<Self> {
         let dir = tempfile::Builder::new()
             .prefix(&format!("covey-{prefix}-registry-"))
             .tempdir()?;
         let port = free_port();
         let (d, p) = (dir.path().display().to_string(), port.to_string());
         let mut args = vec!["start", &d, &p];
-        args.extend(creds);
+        if let Some((creds, mode)) = auth {
+            args.extend([creds, mode.as_arg()]);
+        }
         run_script(&args)?;
         Ok(Self {
             dir,
             port,
-            creds: creds.map(str::to_string),
+            creds: auth.map(|(c, _)| c.to_string()),
         })
     }
 
