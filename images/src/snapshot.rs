@@ -204,14 +204,25 @@ impl Snapshotter {
         }
         let rootfs = dir.join("rootfs");
         // Detach: a process still holding a file open must not keep the snapshot alive.
-        match umount2(&rootfs, MntFlags::MNT_DETACH) {
-            Ok(()) | Err(nix::Error::EINVAL) | Err(nix::Error::ENOENT) => {}
-            Err(source) => {
-                return Err(SnapshotError::Mount {
-                    id: id.into(),
-                    source,
-                })
+        // Repeat: mounts may be stacked on the rootfs (propagated from a container).
+        for _ in 0..16 {
+            match umount2(&rootfs, MntFlags::MNT_DETACH) {
+                Ok(()) => continue,
+                Err(nix::Error::EINVAL) | Err(nix::Error::ENOENT) => break,
+                Err(source) => {
+                    return Err(SnapshotError::Mount {
+                        id: id.into(),
+                        source,
+                    })
+                }
             }
+        }
+        // Never delete through a mount: that would delete what it shows.
+        if is_mount_point(&rootfs) {
+            return Err(SnapshotError::Mount {
+                id: id.into(),
+                source: nix::Error::EBUSY,
+            });
         }
         std::fs::remove_dir_all(&dir).map_err(io_err(&dir))?;
         Ok(())
@@ -231,6 +242,18 @@ impl Snapshotter {
         }
         Ok(out)
     }
+}
+
+/// Whether something is mounted at `path`: its device differs from its parent's.
+fn is_mount_point(path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let (Ok(me), Some(Ok(parent))) = (
+        std::fs::symlink_metadata(path),
+        path.parent().map(std::fs::symlink_metadata),
+    ) else {
+        return false;
+    };
+    me.dev() != parent.dev()
 }
 
 fn overlay_available() -> bool {

@@ -1,4 +1,23 @@
-//! covey-runtime: OCI containers run in-process through youki's libcontainer.
+//! covey-runtime: OCI containers run in-process through youki's libcontainer. Knows
+//! nothing of clusters or images: it takes a root filesystem and a container config.
 //!
-//! Not built yet: it is the next issue (the runtime). This crate exists so that the
-//! workspace has its final shape; it exports nothing until it can run a container.
+//! # Layout
+//! - [`config`]: what a container should be (image defaults, `docker run` overrides).
+//! - [`spec`]: that config made into an OCI runtime spec with Docker's defaults
+//!   ([`defaults`]), the user resolved in the image ([`user`]), and the container's own
+//!   `/etc` files ([`etc`]).
+//! - [`container`]: the lifecycle through libcontainer.
+//!
+//! Architecture invariant: the only crate that names libcontainer types.
+
+pub mod config;
+pub mod container;
+pub mod defaults;
+mod error;
+pub mod etc;
+pub mod spec;
+pub mod user;
+
+pub use config::{ContainerConfig, ImageDefaults, Mount, NetworkMode, Resources};
+pub use container::{Runtime, State, Status, Stdio};
+pub use error::RuntimeError;
