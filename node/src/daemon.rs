@@ -9,11 +9,13 @@ use nix::fcntl::{Flock, FlockArg};
 
 use crate::api;
 use crate::config::DaemonConfig;
+use crate::containers::Containers;
 
 /// Everything the API handlers reach.
 pub struct Node {
     pub config: DaemonConfig,
-    pub images: ImageService,
+    pub images: Arc<ImageService>,
+    pub containers: Arc<Containers>,
 }
 
 pub async fn run(config: DaemonConfig) -> anyhow::Result<()> {
@@ -45,6 +47,8 @@ pub async fn run(config: DaemonConfig) -> anyhow::Result<()> {
         },
     )
     .context("opening the image store")?;
+    let images = Arc::new(images);
+    let containers = Containers::open(&config.data_root, &config.exec_root, images.clone()).await?;
     tracing::info!(
         data_root = %config.data_root.display(),
         snapshots = ?images.snapshot_mode(),
@@ -68,12 +72,26 @@ pub async fn run(config: DaemonConfig) -> anyhow::Result<()> {
     std::fs::write(&pidfile, std::process::id().to_string())
         .with_context(|| format!("writing {}", pidfile.display()))?;
 
-    let node = Arc::new(Node { config, images });
+    let node = Arc::new(Node {
+        config,
+        images,
+        containers,
+    });
     tracing::info!(socket = %socket.display(), "API listening");
-    axum::serve(listener, api::app(node))
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .context("serving the API")?;
+    // Clients following logs or attached would hold a graceful shutdown open for ever:
+    // they get a few seconds, then the daemon goes (its containers keep running).
+    let stopping = Arc::new(tokio::sync::Notify::new());
+    let notify = stopping.clone();
+    let serve = axum::serve(listener, api::app(node)).with_graceful_shutdown(async move {
+        shutdown_signal().await;
+        notify.notify_waiters();
+    });
+    tokio::select! {
+        r = serve => r.context("serving the API")?,
+        _ = async { stopping.notified().await; tokio::time::sleep(std::time::Duration::from_secs(5)).await } => {
+            tracing::info!("clients still connected after 5s; stopping anyway");
+        }
+    }
     let _ = std::fs::remove_file(&socket);
     let _ = std::fs::remove_file(&pidfile);
     tracing::info!("covey stopped");

@@ -3,6 +3,7 @@
 //! # Layout
 //! - [`config`]: the daemon's settings, from flags and `/etc/covey/covey.toml`.
 //! - [`daemon`]: `covey daemon`: opens the node's stores and serves the API.
+//! - [`containers`]: the node's containers (create, start, stop, logs...) over the runtime.
 //! - [`api`]: the Docker Engine API subset, on the daemon's unix socket. The only module
 //!   that knows the Docker JSON shapes.
 //! - [`cli`]: the `covey` command line, a client of that API (one file per noun).
@@ -13,6 +14,7 @@
 pub mod api;
 pub mod cli;
 pub mod config;
+pub mod containers;
 pub mod daemon;
 pub mod units;
 

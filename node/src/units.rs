@@ -26,6 +26,47 @@ pub fn human_size(n: u64) -> String {
     format!("{digits}{}", UNITS[u])
 }
 
+/// `64m`, `1g`, `512k` or plain bytes, as `docker run -m` takes them.
+pub fn parse_bytes(s: &str) -> anyhow::Result<i64> {
+    let t = s.trim().to_ascii_lowercase();
+    let t = t.trim_end_matches('b');
+    let (num, mul) = match t.chars().last() {
+        Some('k') => (&t[..t.len() - 1], 1i64 << 10),
+        Some('m') => (&t[..t.len() - 1], 1 << 20),
+        Some('g') => (&t[..t.len() - 1], 1 << 30),
+        _ => (t, 1),
+    };
+    num.parse::<f64>()
+        .ok()
+        .filter(|n| *n >= 0.0 && n.is_finite())
+        .map(|n| (n * mul as f64) as i64)
+        .ok_or_else(|| {
+            anyhow::anyhow!("invalid size: {s:?}: expected a number with an optional k, m or g")
+        })
+}
+
+/// Seconds since the epoch, now.
+pub fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// A span as Docker's `Status` column says it: "5 seconds", "About a minute", "3 hours".
+pub fn duration(secs: i64) -> String {
+    match secs {
+        s if s < 1 => "Less than a second".into(),
+        1 => "1 second".into(),
+        s if s < 60 => format!("{s} seconds"),
+        s if s < 120 => "About a minute".into(),
+        s if s < 3600 => format!("{} minutes", s / 60),
+        s if s < 7200 => "About an hour".into(),
+        s if s < 172_800 => format!("{} hours", s / 3600),
+        s => format!("{} days", s / 86_400),
+    }
+}
+
 /// "3 hours ago" from a unix time; "N/A" for none (Docker's zero time).
 pub fn ago(unix: i64) -> String {
     if unix <= 0 {

@@ -50,6 +50,22 @@ pub struct Runtime {
     bundles: PathBuf,
 }
 
+/// Removes `covey/<id>` under each cgroup v1 controller, or under the v2 root; only empty
+/// ones go (rmdir refuses the others).
+fn remove_cgroups(root: &Path, id: &str) {
+    let mut dirs = vec![root.join("covey").join(id)];
+    if let Ok(entries) = std::fs::read_dir(root) {
+        dirs.extend(entries.flatten().map(|e| e.path().join("covey").join(id)));
+    }
+    for d in dirs {
+        if d.is_dir() {
+            if let Err(e) = std::fs::remove_dir(&d) {
+                tracing::debug!(cgroup = %d.display(), "not removed: {e}");
+            }
+        }
+    }
+}
+
 /// IDs become directory names and cgroup paths: keep them plain.
 pub fn check_id(id: &str) -> Result<(), RuntimeError> {
     let ok = !id.is_empty()
@@ -98,12 +114,29 @@ impl Runtime {
         }
     }
 
+    /// Writes the container's OCI bundle (`config.json`), for `create` to build from.
+    pub fn write_bundle(&self, id: &str, spec: &Spec) -> Result<(), RuntimeError> {
+        let config = self.container_dir(id)?.join("config.json");
+        Ok(spec.save(&config)?)
+    }
+
     /// Creates the container: its namespaces, cgroup and root filesystem, with its init
-    /// waiting to exec the command. Returns the init's pid, a child of the caller.
+    /// waiting to exec the command. Returns the init's pid: a child of the caller, or with
+    /// `as_sibling` a child of the caller's parent (how the daemon's helper makes containers
+    /// the daemon's own children).
     pub fn create(&self, id: &str, spec: &Spec, stdio: Stdio) -> Result<i32, RuntimeError> {
+        self.write_bundle(id, spec)?;
+        self.create_from_bundle(id, stdio, false)
+    }
+
+    /// `create` from a bundle already written.
+    pub fn create_from_bundle(
+        &self,
+        id: &str,
+        stdio: Stdio,
+        as_sibling: bool,
+    ) -> Result<i32, RuntimeError> {
         let bundle = self.container_dir(id)?;
-        let config = bundle.join("config.json");
-        spec.save(&config)?;
         let mut builder = ContainerBuilder::new(id.to_string(), SyscallType::default())
             .with_root_path(&self.state_root)
             .map_err(Self::err(id))?
@@ -119,6 +152,7 @@ impl Runtime {
         }
         let container = builder
             .as_init(&bundle)
+            .as_sibling(as_sibling)
             .with_systemd(false)
             .with_detach(true)
             .build()
@@ -143,10 +177,21 @@ impl Runtime {
         self.load(id)?.start().map_err(Self::err(id))
     }
 
-    pub fn kill(&self, id: &str, signal: nix::sys::signal::Signal) -> Result<(), RuntimeError> {
+    /// Signals the container's init, or with `all` every process in its cgroup.
+    pub fn kill(
+        &self,
+        id: &str,
+        signal: nix::sys::signal::Signal,
+        all: bool,
+    ) -> Result<(), RuntimeError> {
         self.load(id)?
-            .kill(Signal::from(signal), true)
+            .kill(Signal::from(signal), all)
             .map_err(Self::err(id))
+    }
+
+    /// Whether libcontainer has state for `id` (a container made and not yet deleted).
+    pub fn exists(&self, id: &str) -> bool {
+        check_id(id).is_ok() && self.state_root.join(id).exists()
     }
 
     pub fn state(&self, id: &str) -> Result<State, RuntimeError> {
@@ -165,13 +210,36 @@ impl Runtime {
         })
     }
 
-    /// Deletes the container: its cgroup, state and bundle. `force` kills it first.
+    /// Deletes the container's process side: its cgroup and state. The bundle stays, so
+    /// that the container can be created again from it. `force` kills it first.
     pub fn delete(&self, id: &str, force: bool) -> Result<(), RuntimeError> {
-        self.load(id)?.delete(force).map_err(Self::err(id))?;
+        self.load(id)?.delete(force).map_err(Self::err(id))
+    }
+
+    /// Clears what a failed create may leave: libcontainer's state and the container's
+    /// (empty) cgroup directories, which libcontainer does not always remove.
+    pub fn cleanup(&self, id: &str) -> Result<(), RuntimeError> {
+        if self.exists(id) {
+            if let Err(e) = self.delete(id, true) {
+                tracing::debug!(container = id, "deleting after a failed create: {e}");
+                let dir = self.state_root.join(id);
+                let _ = std::fs::remove_dir_all(&dir);
+            }
+        }
+        remove_cgroups(Path::new("/sys/fs/cgroup"), id);
+        Ok(())
+    }
+
+    /// Removes the container's bundle, once it is deleted for good.
+    pub fn remove_bundle(&self, id: &str) -> Result<(), RuntimeError> {
+        check_id(id)?;
         let bundle = self.bundles.join(id);
-        std::fs::remove_dir_all(&bundle).map_err(|source| RuntimeError::Io {
-            path: bundle,
-            source,
-        })
+        match std::fs::remove_dir_all(&bundle) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(RuntimeError::Io {
+                path: bundle,
+                source: e,
+            }),
+            _ => Ok(()),
+        }
     }
 }

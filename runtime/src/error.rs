@@ -32,6 +32,9 @@ pub enum RuntimeError {
     },
     #[error("no such container: {0}")]
     NotFound(String),
+    /// The helper's own report of a failed create (its error, as text).
+    #[error("{0}")]
+    Helper(String),
 }
 
 impl From<oci_spec::OciSpecError> for RuntimeError {

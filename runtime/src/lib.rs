@@ -7,6 +7,7 @@
 //!   ([`defaults`]), the user resolved in the image ([`user`]), and the container's own
 //!   `/etc` files ([`etc`]).
 //! - [`container`]: the lifecycle through libcontainer.
+//! - [`helper`]: the single-threaded process that makes containers for the daemon.
 //!
 //! Architecture invariant: the only crate that names libcontainer types.
 
@@ -15,6 +16,7 @@ pub mod container;
 pub mod defaults;
 mod error;
 pub mod etc;
+pub mod helper;
 pub mod spec;
 pub mod user;
 

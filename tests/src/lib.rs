@@ -192,6 +192,8 @@ pub struct Daemon {
     child: Option<Child>,
     pub root: tempfile::TempDir,
     pub socket: PathBuf,
+    args: Vec<String>,
+    env: Vec<(String, PathBuf)>,
 }
 
 impl Daemon {
@@ -205,43 +207,64 @@ impl Daemon {
             .prefix(&format!("covey-{prefix}-node-"))
             .tempdir()?;
         let socket = root.path().join("run/covey.sock");
-        let log = std::fs::File::create(root.path().join("daemon.log"))?;
+        let mut daemon = Self {
+            child: None,
+            socket,
+            args: extra.iter().map(|s| s.to_string()).collect(),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_path_buf()))
+                .collect(),
+            root,
+        };
+        daemon.spawn()?;
+        Ok(daemon)
+    }
+
+    fn spawn(&mut self) -> anyhow::Result<()> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.root.path().join("daemon.log"))?;
         let child = Command::new(covey_bin())
             .arg("daemon")
             .arg("--data-root")
-            .arg(root.path().join("data"))
+            .arg(self.root.path().join("data"))
             .arg("--exec-root")
-            .arg(root.path().join("run"))
-            .args(extra)
-            .env("COVEY_LOG", "info,covey_images=debug")
-            .envs(env.iter().map(|(k, v)| (*k, *v)))
+            .arg(self.root.path().join("run"))
+            .args(&self.args)
+            .env("COVEY_LOG", "info,covey_images=debug,libcgroups=error")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(log.try_clone()?)
             .stderr(log)
             .spawn()
             .context("starting covey daemon")?;
-        let mut daemon = Self {
-            child: Some(child),
-            root,
-            socket,
-        };
+        self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(20);
-        while !daemon.socket.exists() {
-            if let Some(status) = daemon
+        while !self.socket.exists() {
+            if let Some(status) = self
                 .child
                 .as_mut()
                 .and_then(|c| c.try_wait().ok().flatten())
             {
-                bail!("covey daemon exited with {status}: {}", daemon.log());
+                bail!("covey daemon exited with {status}: {}", self.log());
             }
             if Instant::now() > deadline {
                 bail!(
                     "covey daemon did not create its socket in 20 s: {}",
-                    daemon.log()
+                    self.log()
                 );
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        Ok(daemon)
+        Ok(())
+    }
+
+    /// Stops the daemon (SIGTERM) and starts it again on the same data: what an upgrade
+    /// or a crash and a systemd restart look like.
+    pub fn restart(&mut self) -> anyhow::Result<()> {
+        self.stop();
+        self.spawn()
     }
 
     pub fn host(&self) -> String {

@@ -126,6 +126,7 @@ impl Node {
 
     fn remove(&self, id: &str) {
         self.runtime.delete(id, true).unwrap();
+        self.runtime.remove_bundle(id).unwrap();
         self.tokio
             .block_on(self.images.remove_snapshot(id))
             .unwrap();
@@ -199,7 +200,7 @@ fn limits_land_in_the_cgroup_and_delete_leaves_nothing() {
         covey_runtime::Status::Running
     );
     node.runtime
-        .kill("limits", nix::sys::signal::Signal::SIGKILL)
+        .kill("limits", nix::sys::signal::Signal::SIGKILL, true)
         .unwrap();
     assert!(matches!(
         waitpid(Pid::from_raw(pid), None).unwrap(),
@@ -245,6 +246,7 @@ fn bad_input_is_named() {
     };
     assert!(!err.is_empty(), "a missing command must fail");
     let _ = node.runtime.delete("nocmd", true);
+    node.runtime.remove_bundle("nocmd").unwrap();
     node.tokio
         .block_on(node.images.remove_snapshot("nocmd"))
         .unwrap();

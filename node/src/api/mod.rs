@@ -2,6 +2,7 @@
 //! `docker` CLI is a client as much as `covey` is. Paths are served with and without the
 //! `/v1.xx` prefix.
 
+mod containers;
 mod error;
 mod images;
 mod system;
@@ -39,6 +40,19 @@ pub fn app(node: Arc<Node>) -> App {
             "/images/{*name}",
             get(images::inspect).delete(images::remove),
         )
+        .route("/containers/create", post(containers::create))
+        .route("/containers/json", get(containers::list))
+        .route(
+            "/containers/{id}",
+            axum::routing::delete(containers::remove),
+        )
+        .route("/containers/{id}/json", get(containers::inspect))
+        .route("/containers/{id}/start", post(containers::start))
+        .route("/containers/{id}/stop", post(containers::stop))
+        .route("/containers/{id}/kill", post(containers::kill))
+        .route("/containers/{id}/wait", post(containers::wait))
+        .route("/containers/{id}/logs", get(containers::logs))
+        .route("/containers/{id}/attach", post(containers::attach))
         .fallback(error::unsupported)
         .with_state(node);
     // Versions are negotiated, not routed: strip the prefix before routing.

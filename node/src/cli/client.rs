@@ -49,6 +49,17 @@ impl Client {
         path: &str,
         body: RequestBody,
     ) -> anyhow::Result<Response<Incoming>> {
+        self.send_with(method, path, body, &[]).await
+    }
+
+    /// `send` with extra headers.
+    pub async fn send_with(
+        &self,
+        method: Method,
+        path: &str,
+        body: RequestBody,
+        headers: &[(&str, &str)],
+    ) -> anyhow::Result<Response<Incoming>> {
         let stream = tokio::net::UnixStream::connect(&self.socket)
             .await
             .map_err(|e| {
@@ -61,11 +72,12 @@ impl Client {
             .await
             .context("talking to the covey daemon")?;
         tokio::spawn(async move {
-            if let Err(e) = conn.await {
+            // With upgrades: attach turns the connection into a raw stream.
+            if let Err(e) = conn.with_upgrades().await {
                 tracing::debug!("connection to the daemon ended: {e}");
             }
         });
-        let req = Request::builder()
+        let mut req = Request::builder()
             .method(method)
             .uri(format!("http://covey{path}"))
             .header("host", "covey")
@@ -73,13 +85,16 @@ impl Client {
                 "user-agent",
                 concat!("covey-cli/", env!("CARGO_PKG_VERSION")),
             )
-            .body(body)
-            .context("building the request")?;
+            .header("content-type", "application/json");
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let req = req.body(body).context("building the request")?;
         let resp = sender
             .send_request(req)
             .await
             .context("sending the request to the covey daemon")?;
-        if resp.status().is_success() {
+        if resp.status().is_success() || resp.status() == StatusCode::SWITCHING_PROTOCOLS {
             return Ok(resp);
         }
         let status = resp.status();
@@ -101,6 +116,34 @@ impl Client {
             bail!("Error response from daemon: not found");
         }
         bail!("Error response from daemon: {message}")
+    }
+
+    /// A request that turns the connection into a raw byte stream (Docker's hijack, for
+    /// attach).
+    pub async fn upgrade(&self, path: &str) -> anyhow::Result<TokioIo<hyper::upgrade::Upgraded>> {
+        let resp = self
+            .send_with(
+                Method::POST,
+                path,
+                Self::empty(),
+                &[("connection", "Upgrade"), ("upgrade", "tcp")],
+            )
+            .await?;
+        if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
+            bail!(
+                "the covey daemon did not switch protocols for {path} (status {})",
+                resp.status()
+            );
+        }
+        let upgraded = hyper::upgrade::on(resp)
+            .await
+            .context("switching protocols")?;
+        Ok(TokioIo::new(upgraded))
+    }
+
+    /// The body of a JSON request.
+    pub fn json_body(v: &impl serde::Serialize) -> anyhow::Result<RequestBody> {
+        Ok(Self::bytes(serde_json::to_vec(v)?))
     }
 
     pub async fn json<T: DeserializeOwned>(&self, method: Method, path: &str) -> anyhow::Result<T> {

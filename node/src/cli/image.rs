@@ -89,6 +89,18 @@ async fn pull(
     platform: Option<&str>,
     quiet: bool,
 ) -> anyhow::Result<()> {
+    let reference = pull_image(client, name, platform, quiet).await?;
+    println!("{reference}");
+    Ok(())
+}
+
+/// Pulls `name` through the daemon, showing progress on stderr unless `quiet`.
+pub(super) async fn pull_image(
+    client: &Client,
+    name: &str,
+    platform: Option<&str>,
+    quiet: bool,
+) -> anyhow::Result<covey_images::Reference> {
     // Parse here too, so a bad name is named before the daemon is asked.
     let reference: covey_images::Reference = name.parse()?;
     let mut path = format!("/images/create?fromImage={}", escape(&reference.name()));
@@ -104,8 +116,7 @@ async fn pull(
     let mut view = PullView::new(quiet);
     Client::json_lines(resp, |msg| view.show(&msg)).await?;
     view.finish();
-    println!("{reference}");
-    Ok(())
+    Ok(reference)
 }
 
 /// Pull progress: one bar per layer on a terminal, plain lines otherwise.

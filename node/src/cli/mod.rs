@@ -2,6 +2,7 @@
 //! `daemon` is a client of the daemon's API.
 
 mod client;
+mod container;
 mod daemon;
 mod image;
 mod output;
@@ -36,13 +37,33 @@ enum Command {
     /// Manage images.
     #[command(subcommand)]
     Image(image::ImageCommand),
+    /// Manage containers on this node.
+    #[command(subcommand)]
+    Container(container::ContainerCommand),
     /// Show the covey version of the client and the daemon.
     Version(version::VersionArgs),
+    /// The daemon's single-threaded helper that makes containers (started by the daemon).
+    #[command(hide = true)]
+    RuntimeHelper,
 }
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing(cli.debug, matches!(cli.command, Command::Daemon(_)));
+    init_tracing(
+        cli.debug,
+        matches!(cli.command, Command::Daemon(_) | Command::RuntimeHelper),
+    );
+    // Before any thread exists: the helper must stay single-threaded (see the runtime's
+    // helper module).
+    if let Command::RuntimeHelper = cli.command {
+        return match covey_runtime::helper::serve() {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("covey runtime helper: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -60,10 +81,22 @@ pub fn main() -> ExitCode {
             Command::Version(args) => {
                 version::run(args, &Client::from_env(cli.host.as_deref())?).await
             }
+            Command::Container(cmd) => {
+                container::run(cmd, &Client::from_env(cli.host.as_deref())?).await
+            }
+            Command::RuntimeHelper => Ok(()),
         }
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        // A container's own exit code, passed on as docker run does.
+        Err(e) if e.downcast_ref::<container::ExitWith>().is_some() => {
+            let code = e
+                .downcast_ref::<container::ExitWith>()
+                .map(|x| x.0)
+                .unwrap_or(1);
+            ExitCode::from(code.clamp(0, 255) as u8)
+        }
         Err(e) => {
             eprintln!("{e:#}");
             ExitCode::FAILURE
@@ -75,7 +108,8 @@ fn init_tracing(debug: bool, daemon: bool) {
     use tracing_subscriber::EnvFilter;
     let default = match (debug, daemon) {
         (true, _) => "debug,hyper=info,h2=info,rustls=info",
-        (false, true) => "info",
+        // libcgroups warns about every controller this kernel lacks, on every container.
+        (false, true) => "info,libcgroups=error,libcontainer=warn",
         (false, false) => "warn",
     };
     let filter = EnvFilter::try_from_env("COVEY_LOG").unwrap_or_else(|_| EnvFilter::new(default));

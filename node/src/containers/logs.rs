@@ -1,0 +1,195 @@
+//! Container logs: stdout and stderr read from the container's pipes into
+//! `container.log`, one JSON object a line (`log`, `stream`, `time`) as Docker's json-file
+//! driver, rotated by size to `container.log.1`. Buffered and flushed, never synced per
+//! line: these devices write to SD cards. Live output also goes to attached clients.
+
+use std::io::{BufRead, Write};
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use tokio::io::AsyncReadExt;
+use tokio::sync::broadcast;
+
+/// Rotate past this; one older file is kept.
+const MAX_LOG_BYTES: u64 = 10 << 20;
+/// A line longer than this is written in pieces, as Docker does at 16 kB.
+const MAX_LINE: usize = 16 * 1024;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Stream {
+    Stdout,
+    Stderr,
+}
+
+/// What attached clients receive.
+#[derive(Clone, Debug)]
+pub enum Output {
+    Data(Stream, Bytes),
+    /// Both streams reached their end: the run is over.
+    End,
+}
+
+#[derive(Serialize, Deserialize)]
+pub struct Entry {
+    pub log: String,
+    pub stream: Stream,
+    pub time: String,
+}
+
+/// The log file of one container, shared by its two pumps.
+pub struct LogFile {
+    path: PathBuf,
+    out: Mutex<Option<std::io::BufWriter<std::fs::File>>>,
+}
+
+impl LogFile {
+    pub fn new(dir: &Path) -> Self {
+        Self {
+            path: dir.join("container.log"),
+            out: Mutex::new(None),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn write(&self, stream: Stream, line: &[u8]) {
+        let entry = Entry {
+            log: String::from_utf8_lossy(line).into_owned(),
+            stream,
+            time: humantime::format_rfc3339_nanos(std::time::SystemTime::now()).to_string(),
+        };
+        let mut out = self.out.lock().unwrap_or_else(|p| p.into_inner());
+        let result = (|| -> std::io::Result<()> {
+            if out.is_none() {
+                let f = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&self.path)?;
+                *out = Some(std::io::BufWriter::new(f));
+            }
+            if let Some(w) = out.as_mut() {
+                serde_json::to_writer(&mut *w, &entry)?;
+                w.write_all(b"\n")?;
+                w.flush()?;
+                if w.get_ref().metadata()?.len() > MAX_LOG_BYTES {
+                    *out = None;
+                    std::fs::rename(&self.path, self.path.with_extension("log.1"))?;
+                }
+            }
+            Ok(())
+        })();
+        if let Err(e) = result {
+            tracing::warn!(path = %self.path.display(), "writing the container log: {e}");
+        }
+    }
+}
+
+/// Reads one of a container's pipes to its end, line by line into the log and live to
+/// `live`. Returns when the container (and everything holding its pipe) is done.
+pub async fn pump(fd: OwnedFd, stream: Stream, log: Arc<LogFile>, live: broadcast::Sender<Output>) {
+    let mut pipe = match tokio::net::unix::pipe::Receiver::from_owned_fd(fd) {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::warn!("container pipe: {e}");
+            return;
+        }
+    };
+    let mut buf = vec![0u8; 8192];
+    let mut line: Vec<u8> = Vec::new();
+    loop {
+        let n = match pipe.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        let _ = live.send(Output::Data(stream, Bytes::copy_from_slice(&buf[..n])));
+        let mut done = Vec::new();
+        for &b in &buf[..n] {
+            line.push(b);
+            if b == b'\n' || line.len() >= MAX_LINE {
+                done.push(std::mem::take(&mut line));
+            }
+        }
+        if !done.is_empty() {
+            write_lines(&log, stream, done).await;
+        }
+    }
+    if !line.is_empty() {
+        write_lines(&log, stream, vec![line]).await;
+    }
+}
+
+/// One blocking write per read from the pipe, not per line.
+async fn write_lines(log: &Arc<LogFile>, stream: Stream, lines: Vec<Vec<u8>>) {
+    let f = log.clone();
+    let _ = tokio::task::spawn_blocking(move || {
+        for l in lines {
+            f.write(stream, &l);
+        }
+    })
+    .await;
+}
+
+/// Options of `docker logs`.
+#[derive(Clone, Debug, Default)]
+pub struct ReadOptions {
+    pub stdout: bool,
+    pub stderr: bool,
+    pub timestamps: bool,
+    /// Only the last N lines; `None` for all.
+    pub tail: Option<usize>,
+}
+
+/// The entries of a container's log files, oldest first, filtered and tailed.
+pub fn read(path: &Path, opts: &ReadOptions) -> Vec<(Stream, String)> {
+    let mut entries = Vec::new();
+    for p in [path.with_extension("log.1"), path.to_path_buf()] {
+        let Ok(f) = std::fs::File::open(&p) else {
+            continue;
+        };
+        for line in std::io::BufReader::new(f).lines().map_while(Result::ok) {
+            if let Ok(e) = serde_json::from_str::<Entry>(&line) {
+                entries.push(e);
+            }
+        }
+    }
+    let wanted =
+        |s: Stream| (s == Stream::Stdout && opts.stdout) || (s == Stream::Stderr && opts.stderr);
+    let mut out: Vec<(Stream, String)> = entries
+        .into_iter()
+        .filter(|e| wanted(e.stream))
+        .map(|e| {
+            (
+                e.stream,
+                if opts.timestamps {
+                    format!("{} {}", e.time, e.log)
+                } else {
+                    e.log
+                },
+            )
+        })
+        .collect();
+    if let Some(n) = opts.tail {
+        let skip = out.len().saturating_sub(n);
+        out.drain(..skip);
+    }
+    out
+}
+
+/// Docker's multiplexed stream frame: stream byte, three zeros, big-endian length.
+pub fn frame(stream: Stream, data: &[u8]) -> Bytes {
+    let mut v = Vec::with_capacity(8 + data.len());
+    v.push(match stream {
+        Stream::Stdout => 1,
+        Stream::Stderr => 2,
+    });
+    v.extend_from_slice(&[0, 0, 0]);
+    v.extend_from_slice(&(data.len() as u32).to_be_bytes());
+    v.extend_from_slice(data);
+    Bytes::from(v)
+}

@@ -1,0 +1,546 @@
+//! Containers on this node, as the Engine API's container endpoints see them: create
+//! (configuration and a root filesystem), start (a process, through the runtime helper),
+//! stop, kill, wait, remove, logs and attach. Records persist under
+//! `<data-root>/containers/<id>/`; runtime state lives under `<exec-root>/runtime/`.
+
+mod adopt;
+pub mod logs;
+mod names;
+mod reaper;
+pub mod record;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use covey_images::ImageService;
+use covey_runtime::helper::Helper;
+use covey_runtime::{spec, ContainerConfig, ImageDefaults, Runtime, RuntimeError, Stdio};
+use nix::sys::signal::Signal;
+use tokio::sync::{broadcast, watch};
+
+use logs::{LogFile, Output, Stream};
+use reaper::Reaper;
+pub use record::{Record, Status};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ContainerError {
+    #[error("No such container: {0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("Container {0} is not running")]
+    NotRunning(String),
+    #[error("container {0} is already {1}")]
+    NotModified(String, &'static str),
+    #[error("{0}")]
+    InvalidInput(String),
+    #[error(transparent)]
+    Image(#[from] covey_images::Error),
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl ContainerError {
+    fn internal(e: impl std::fmt::Display) -> Self {
+        ContainerError::Internal(e.to_string())
+    }
+}
+
+/// What `docker create` asks for, in covey's terms.
+pub struct CreateRequest {
+    pub name: Option<String>,
+    pub image: String,
+    pub config: ContainerConfig,
+    pub auto_remove: bool,
+    pub stop_signal: Option<String>,
+    pub stop_timeout: Option<u64>,
+    pub request: serde_json::Value,
+}
+
+/// One container: its record and what its users wait on.
+pub struct Container {
+    pub record: Mutex<Record>,
+    dir: PathBuf,
+    log: Arc<LogFile>,
+    /// Live output of the current run, for attached clients.
+    live: broadcast::Sender<Output>,
+    /// How many times it exited, and the last exit code.
+    exits: watch::Sender<(u64, i32)>,
+    removed: watch::Sender<bool>,
+    /// True while a run's output is still being read into the log.
+    pumping: watch::Sender<bool>,
+    /// Lifecycle operations on one container happen one at a time.
+    op: tokio::sync::Mutex<()>,
+}
+
+impl Container {
+    fn new(record: Record, dir: PathBuf) -> Self {
+        let code = record.exit_code;
+        Self {
+            log: Arc::new(LogFile::new(&dir)),
+            record: Mutex::new(record),
+            dir,
+            live: broadcast::channel(1024).0,
+            exits: watch::channel((0, code)).0,
+            removed: watch::channel(false).0,
+            pumping: watch::channel(false).0,
+            op: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    pub fn snapshot(&self) -> Record {
+        self.record
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn update(&self, f: impl FnOnce(&mut Record)) {
+        let mut r = self.record.lock().unwrap_or_else(|p| p.into_inner());
+        f(&mut r);
+        if let Err(e) = r.save(&self.dir) {
+            tracing::warn!(container = %r.id, "saving the container record: {e}");
+        }
+    }
+
+    pub fn log_path(&self) -> &Path {
+        self.log.path()
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<Output> {
+        self.live.subscribe()
+    }
+
+    /// Whether the container is stopped and all it printed is in its log.
+    pub fn quiet(&self) -> bool {
+        self.snapshot().status != Status::Running && !*self.pumping.borrow()
+    }
+}
+
+pub struct Containers {
+    dir: PathBuf,
+    runtime_root: PathBuf,
+    /// Shared with blocking tasks, which take clones.
+    runtime: Arc<Runtime>,
+    helper: Helper,
+    images: Arc<ImageService>,
+    reaper: Arc<Reaper>,
+    table: Mutex<HashMap<String, Arc<Container>>>,
+}
+
+impl Containers {
+    /// Opens the container store, starts the runtime helper and the reaper, and takes
+    /// back the containers a previous daemon left.
+    pub async fn open(
+        data_root: &Path,
+        exec_root: &Path,
+        images: Arc<ImageService>,
+    ) -> anyhow::Result<Arc<Self>> {
+        use anyhow::Context;
+        let dir = data_root.join("containers");
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let runtime_root = exec_root.join("runtime");
+        let runtime = Arc::new(Runtime::new(&runtime_root)?);
+        let reaper = Arc::new(Reaper::default());
+        reaper
+            .start()
+            .context("becoming the containers' subreaper")?;
+        let exe =
+            std::env::current_exe().context("finding the covey binary for the runtime helper")?;
+        let helper =
+            Helper::spawn(&exe, &["runtime-helper"]).context("starting the runtime helper")?;
+        let me = Arc::new(Self {
+            dir,
+            runtime_root,
+            runtime,
+            helper,
+            images,
+            reaper,
+            table: Mutex::new(HashMap::new()),
+        });
+        me.load_records();
+        Ok(me)
+    }
+
+    fn load_records(self: &Arc<Self>) {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return;
+        };
+        for e in entries.flatten() {
+            match Record::load(&e.path()) {
+                Ok(r) => {
+                    let c = Arc::new(Container::new(r.clone(), e.path()));
+                    self.table().insert(r.id.clone(), c.clone());
+                    if r.status == Status::Running {
+                        adopt::adopt(self.clone(), c);
+                    }
+                }
+                Err(err) => {
+                    tracing::warn!(dir = %e.path().display(), "unreadable container record: {err}")
+                }
+            }
+        }
+    }
+
+    fn table(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Container>>> {
+        self.table.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Finds a container by ID, name or unique ID prefix, as the docker CLI names them.
+    pub fn get(&self, name: &str) -> Result<Arc<Container>, ContainerError> {
+        let table = self.table();
+        if let Some(c) = table.get(name) {
+            return Ok(c.clone());
+        }
+        let bare = name.trim_start_matches('/');
+        if let Some(c) = table.values().find(|c| c.snapshot().name == bare) {
+            return Ok(c.clone());
+        }
+        let mut by_prefix = table
+            .iter()
+            .filter(|(id, _)| !name.is_empty() && id.starts_with(name));
+        match (by_prefix.next(), by_prefix.next()) {
+            (Some((_, c)), None) => Ok(c.clone()),
+            _ => Err(ContainerError::NotFound(name.to_string())),
+        }
+    }
+
+    pub fn list(&self, all: bool) -> Vec<Record> {
+        let mut v: Vec<Record> = self
+            .table()
+            .values()
+            .map(|c| c.snapshot())
+            .filter(|r| all || r.status == Status::Running)
+            .collect();
+        v.sort_by(|a, b| b.created.cmp(&a.created));
+        v
+    }
+
+    pub async fn create(&self, mut req: CreateRequest) -> Result<String, ContainerError> {
+        let image = self.images.get(&req.image)?;
+        let image_config: serde_json::Value =
+            serde_json::from_slice(&self.images.config(&image)?).unwrap_or(serde_json::Value::Null);
+        req.config.image = ImageDefaults::from_image_config(&image_config);
+        let command = spec::command(&req.config)?;
+        let id = names::new_id().map_err(ContainerError::internal)?;
+        let name = {
+            let table = self.table();
+            let taken = |n: &str| table.values().any(|c| c.snapshot().name == n);
+            match req.name.as_deref().map(|n| n.trim_start_matches('/')) {
+                Some(n) if !names::valid(n) => {
+                    return Err(ContainerError::InvalidInput(format!(
+                        "Invalid container name ({n}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
+                    )))
+                }
+                Some(n) if taken(n) => {
+                    return Err(ContainerError::Conflict(format!(
+                        "Conflict. The container name \"/{n}\" is already in use. You have to remove (or rename) that container to be able to reuse that name."
+                    )))
+                }
+                Some(n) => n.to_string(),
+                None => names::generate(taken),
+            }
+        };
+        let dir = self.dir.join(&id);
+        std::fs::create_dir_all(&dir).map_err(ContainerError::internal)?;
+        let made = self
+            .prepare(&id, &image.id.to_string(), &req.config, &dir)
+            .await;
+        if let Err(e) = made {
+            let _ = self.images.remove_snapshot(&id).await;
+            let _ = self.runtime.remove_bundle(&id);
+            let _ = std::fs::remove_dir_all(&dir);
+            return Err(e);
+        }
+        let stop_signal = req
+            .stop_signal
+            .clone()
+            .or_else(|| {
+                image_config
+                    .pointer("/config/StopSignal")
+                    .and_then(|v| v.as_str())
+                    .map(str::to_string)
+            })
+            .unwrap_or_else(|| "SIGTERM".into());
+        parse_signal(&stop_signal)?;
+        let record = Record {
+            id: id.clone(),
+            name,
+            image: req.image,
+            image_id: image.id.to_string(),
+            config: req.config,
+            command,
+            created: record::now(),
+            status: Status::Created,
+            pid: None,
+            exit_code: 0,
+            error: String::new(),
+            started_at: None,
+            finished_at: None,
+            auto_remove: req.auto_remove,
+            stop_signal,
+            stop_timeout: req.stop_timeout.unwrap_or(10),
+            request: req.request,
+        };
+        record.save(&dir).map_err(ContainerError::internal)?;
+        self.table()
+            .insert(id.clone(), Arc::new(Container::new(record, dir)));
+        Ok(id)
+    }
+
+    /// The root filesystem, the `/etc` files and the OCI bundle of a new container.
+    async fn prepare(
+        &self,
+        id: &str,
+        image_id: &str,
+        config: &ContainerConfig,
+        dir: &Path,
+    ) -> Result<(), ContainerError> {
+        let snap = self.images.prepare_snapshot(id, image_id).await?;
+        let hostname = config
+            .hostname
+            .clone()
+            .unwrap_or_else(|| id.chars().take(12).collect());
+        let etc = covey_runtime::etc::write(dir, &hostname, config)?;
+        let spec = spec::build(id, config, &snap.rootfs, &etc)?;
+        self.runtime.write_bundle(id, &spec)?;
+        Ok(())
+    }
+
+    pub async fn start(self: &Arc<Self>, name: &str) -> Result<(), ContainerError> {
+        let c = self.get(name)?;
+        let _op = c.op.lock().await;
+        let r = c.snapshot();
+        if r.status == Status::Running {
+            return Err(ContainerError::NotModified(r.id, "started"));
+        }
+        let id = r.id.clone();
+        let (out_r, out_w) = pipe()?;
+        let (err_r, err_w) = pipe()?;
+        let me = self.clone();
+        let id2 = id.clone();
+        let made = tokio::task::spawn_blocking(move || {
+            if me.runtime.exists(&id2) {
+                // The previous run's process side: gone, but still recorded.
+                me.runtime.delete(&id2, true)?;
+            }
+            me.helper.create(
+                &me.runtime_root,
+                &id2,
+                Stdio {
+                    stdin: None,
+                    stdout: Some(out_w),
+                    stderr: Some(err_w),
+                },
+            )
+        })
+        .await
+        .map_err(ContainerError::internal)?;
+        let pid = match made {
+            Ok(pid) => pid,
+            Err(e) => return Err(self.start_failed(&c, e).await),
+        };
+        let exited = self.reaper.watch(pid);
+        let live = c.live.clone();
+        let log = c.log.clone();
+        let pumping = c.pumping.clone();
+        pumping.send_replace(true);
+        tokio::spawn(async move {
+            let o = logs::pump(out_r, Stream::Stdout, log.clone(), live.clone());
+            let e = logs::pump(err_r, Stream::Stderr, log, live.clone());
+            tokio::join!(o, e);
+            pumping.send_replace(false);
+            let _ = live.send(Output::End);
+        });
+        let me = self.clone();
+        let id2 = id.clone();
+        let started = tokio::task::spawn_blocking(move || me.runtime.start(&id2))
+            .await
+            .map_err(ContainerError::internal)?;
+        if let Err(e) = started {
+            return Err(self.start_failed(&c, e).await);
+        }
+        c.update(|r| {
+            r.status = Status::Running;
+            r.pid = Some(pid);
+            r.error.clear();
+            r.started_at = Some(record::now());
+            r.finished_at = None;
+        });
+        let me = self.clone();
+        tokio::spawn(async move {
+            let code = exited.await.unwrap_or(255);
+            me.exited(&id, code, None).await;
+        });
+        Ok(())
+    }
+
+    /// Cleans up after a start that failed, and removes the container if it asked to be
+    /// removed when done, as dockerd does.
+    async fn start_failed(self: &Arc<Self>, c: &Arc<Container>, e: RuntimeError) -> ContainerError {
+        let (id, rt) = (c.snapshot().id, self.runtime.clone());
+        let id2 = id.clone();
+        let _ = tokio::task::spawn_blocking(move || rt.cleanup(&id2)).await;
+        c.update(|r| r.error = e.to_string());
+        if c.snapshot().auto_remove {
+            if let Err(err) = self.remove(&id, true).await {
+                tracing::warn!(container = %id, "auto-remove after a failed start: {err}");
+            }
+        }
+        e.into()
+    }
+
+    /// Records an exit, wakes the waiters, and removes the container if it asked to be.
+    async fn exited(self: &Arc<Self>, id: &str, code: i32, error: Option<String>) {
+        let Ok(c) = self.get(id) else { return };
+        c.update(|r| {
+            r.status = Status::Exited;
+            r.pid = None;
+            r.exit_code = code;
+            r.finished_at = Some(record::now());
+            if let Some(e) = error {
+                r.error = e;
+            }
+        });
+        c.exits.send_modify(|(n, last)| {
+            *n += 1;
+            *last = code;
+        });
+        if c.snapshot().auto_remove {
+            if let Err(e) = self.remove(id, true).await {
+                tracing::warn!(container = %id, "auto-remove: {e}");
+            }
+        }
+    }
+
+    pub async fn kill(&self, name: &str, signal: &str) -> Result<(), ContainerError> {
+        let c = self.get(name)?;
+        let r = c.snapshot();
+        if r.status != Status::Running {
+            return Err(ContainerError::Conflict(format!(
+                "Container {} is not running",
+                r.id
+            )));
+        }
+        let sig = parse_signal(signal)?;
+        self.signal(&r.id, sig, sig == Signal::SIGKILL).await
+    }
+
+    async fn signal(&self, id: &str, sig: Signal, all: bool) -> Result<(), ContainerError> {
+        let (id, rt) = (id.to_string(), self.runtime.clone());
+        tokio::task::spawn_blocking(move || rt.kill(&id, sig, all))
+            .await
+            .map_err(ContainerError::internal)??;
+        Ok(())
+    }
+
+    /// The stop signal, then after `timeout` seconds SIGKILL, as `docker stop`.
+    pub async fn stop(&self, name: &str, timeout: Option<u64>) -> Result<(), ContainerError> {
+        let c = self.get(name)?;
+        let r = c.snapshot();
+        if r.status != Status::Running {
+            return Err(ContainerError::NotModified(r.id, "stopped"));
+        }
+        let mut exits = c.exits.subscribe();
+        let before = exits.borrow().0;
+        let sig = parse_signal(&r.stop_signal)?;
+        let _ = self.signal(&r.id, sig, false).await;
+        let t = Duration::from_secs(timeout.unwrap_or(r.stop_timeout));
+        let wait = exits.wait_for(|(n, _)| *n > before);
+        if tokio::time::timeout(t, wait).await.is_err() {
+            tracing::info!(container = %r.id, "did not stop after {}s: killing it", t.as_secs());
+            self.signal(&r.id, Signal::SIGKILL, true).await?;
+            let _ = tokio::time::timeout(
+                Duration::from_secs(10),
+                exits.wait_for(|(n, _)| *n > before),
+            )
+            .await;
+        }
+        Ok(())
+    }
+
+    /// Waits as `docker wait --condition`: `not-running` (the default), `next-exit` or
+    /// `removed`. Returns the exit code.
+    pub async fn wait(&self, name: &str, condition: &str) -> Result<i32, ContainerError> {
+        let c = self.get(name)?;
+        let mut exits = c.exits.subscribe();
+        let (before, last) = *exits.borrow();
+        match condition {
+            "" | "not-running" if c.snapshot().status != Status::Running => Ok(last),
+            "" | "not-running" | "next-exit" => {
+                let r = exits
+                    .wait_for(|(n, _)| *n > before)
+                    .await
+                    .map_err(ContainerError::internal)?;
+                Ok(r.1)
+            }
+            "removed" => {
+                let mut removed = c.removed.subscribe();
+                let _ = removed.wait_for(|r| *r).await;
+                Ok(c.exits.borrow().1)
+            }
+            other => Err(ContainerError::InvalidInput(format!(
+                "invalid condition: {other:?}: expected not-running, next-exit or removed"
+            ))),
+        }
+    }
+
+    pub async fn remove(&self, name: &str, force: bool) -> Result<(), ContainerError> {
+        let c = self.get(name)?;
+        let r = c.snapshot();
+        if r.status == Status::Running {
+            if !force {
+                return Err(ContainerError::Conflict(format!(
+                    "You cannot remove a running container {}. Stop the container before attempting removal or force remove",
+                    r.id
+                )));
+            }
+            let mut exits = c.exits.subscribe();
+            let before = exits.borrow().0;
+            self.signal(&r.id, Signal::SIGKILL, true).await?;
+            let _ = tokio::time::timeout(
+                Duration::from_secs(10),
+                exits.wait_for(|(n, _)| *n > before),
+            )
+            .await;
+        }
+        let (id, rt) = (r.id.clone(), self.runtime.clone());
+        tokio::task::spawn_blocking(move || {
+            rt.cleanup(&id)?;
+            rt.remove_bundle(&id)
+        })
+        .await
+        .map_err(ContainerError::internal)??;
+        match self.images.remove_snapshot(&r.id).await {
+            Err(e) if e.kind() != covey_images::ErrorKind::NotFound => return Err(e.into()),
+            _ => {}
+        }
+        let _ = std::fs::remove_dir_all(&c.dir);
+        self.table().remove(&r.id);
+        c.removed.send_replace(true);
+        Ok(())
+    }
+}
+
+fn pipe() -> Result<(std::os::fd::OwnedFd, std::os::fd::OwnedFd), ContainerError> {
+    nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(ContainerError::internal)
+}
+
+/// `SIGTERM`, `TERM`, `term` or `15`.
+pub fn parse_signal(s: &str) -> Result<Signal, ContainerError> {
+    let bad = || ContainerError::InvalidInput(format!("Invalid signal: {s}"));
+    if let Ok(n) = s.parse::<i32>() {
+        return Signal::try_from(n).map_err(|_| bad());
+    }
+    let up = s.to_ascii_uppercase();
+    let name = if up.starts_with("SIG") {
+        up
+    } else {
+        format!("SIG{up}")
+    };
+    name.parse::<Signal>().map_err(|_| bad())
+}

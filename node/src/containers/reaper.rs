@@ -1,0 +1,91 @@
+//! The daemon reaps its containers: it is their parent (the runtime helper builds them as
+//! its siblings) and a child subreaper, so their exit statuses come to it on SIGCHLD.
+//! Exits are handed to whoever watches the pid; an exit that comes before anyone watches
+//! (a container that fails at once) is kept for a while.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+use tokio::sync::oneshot;
+
+/// Exits nobody has asked about yet are dropped after this long: they were libcontainer's
+/// short-lived intermediate processes.
+const KEEP_UNCLAIMED: Duration = Duration::from_secs(60);
+
+#[derive(Default)]
+pub struct Reaper {
+    /// Watchers by pid, and exits that came before their watcher.
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    waiters: HashMap<i32, oneshot::Sender<i32>>,
+    early: HashMap<i32, (i32, Instant)>,
+}
+
+impl Reaper {
+    /// Becomes the subreaper and reaps on every SIGCHLD until the runtime ends.
+    pub fn start(self: &std::sync::Arc<Self>) -> std::io::Result<()> {
+        nix::sys::prctl::set_child_subreaper(true).map_err(std::io::Error::from)?;
+        let mut sigchld = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::child())?;
+        let me = self.clone();
+        tokio::spawn(async move {
+            // A tick as well: signals coalesce, and one may come between two waitpid loops.
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tokio::select! {
+                    _ = sigchld.recv() => {}
+                    _ = tick.tick() => {}
+                }
+                me.reap_all();
+            }
+        });
+        Ok(())
+    }
+
+    fn reap_all(&self) {
+        loop {
+            let (pid, code) = match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::Exited(pid, code)) => (pid.as_raw(), code),
+                Ok(WaitStatus::Signaled(pid, sig, _)) => (pid.as_raw(), 128 + sig as i32),
+                Ok(WaitStatus::StillAlive) | Err(_) => return,
+                Ok(_) => continue,
+            };
+            self.deliver(pid, code);
+        }
+    }
+
+    fn deliver(&self, pid: i32, code: i32) {
+        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        match s.waiters.remove(&pid) {
+            Some(tx) => {
+                let _ = tx.send(code);
+            }
+            None => {
+                let now = Instant::now();
+                s.early
+                    .retain(|_, (_, at)| now.duration_since(*at) < KEEP_UNCLAIMED);
+                s.early.insert(pid, (code, now));
+            }
+        }
+    }
+
+    /// The exit code of `pid` (128+signal if killed), when it comes.
+    pub fn watch(&self, pid: i32) -> oneshot::Receiver<i32> {
+        let (tx, rx) = oneshot::channel();
+        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        match s.early.remove(&pid) {
+            Some((code, _)) => {
+                let _ = tx.send(code);
+            }
+            None => {
+                s.waiters.insert(pid, tx);
+            }
+        }
+        rx
+    }
+}

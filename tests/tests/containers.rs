@@ -1,0 +1,256 @@
+//! Containers through the daemon, with the stock docker CLI and the covey CLI: run, ps,
+//! logs, stop, rm; exit codes; limits in the cgroup; bad input; nothing left behind;
+//! containers that outlive a daemon restart.
+
+use std::path::Path;
+use std::process::Output;
+
+use covey_tests::{fixtures, stderr, stdout, Daemon};
+
+fn node(prefix: &str) -> Daemon {
+    let node = Daemon::start(prefix, &[]).unwrap();
+    let saved = fixtures().join("busybox-save.tar");
+    node.covey_ok(&["image", "load", "-i", saved.to_str().unwrap()]);
+    node
+}
+
+fn ok(node: &Daemon, o: Output) -> String {
+    assert!(
+        o.status.success(),
+        "failed: {}\n{}\ndaemon log:\n{}",
+        stdout(&o),
+        stderr(&o),
+        node.log()
+    );
+    stdout(&o)
+}
+
+/// No cgroup, mount or process of container `id` is left.
+fn nothing_left(id: &str, pid: Option<i32>) {
+    assert!(
+        !Path::new(&format!("/sys/fs/cgroup/memory/covey/{id}")).exists(),
+        "cgroup left for {id}"
+    );
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(
+        !mounts.contains(&format!("/snapshots/{id}/")),
+        "mount left for {id}"
+    );
+    if let Some(pid) = pid {
+        // Gone, or a zombie: exited, waiting for whichever init adopted it to reap it.
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let state = stat.rsplit(") ").next().and_then(|r| r.chars().next());
+        assert!(
+            stat.is_empty() || state == Some('Z'),
+            "process {pid} left: {stat}"
+        );
+    }
+}
+
+fn inspect(node: &Daemon, name: &str) -> serde_json::Value {
+    let v: serde_json::Value =
+        serde_json::from_str(&node.covey_ok(&["container", "inspect", name])).unwrap();
+    v[0].clone()
+}
+
+#[test]
+fn docker_run_prints_output_and_passes_on_the_exit_code() {
+    let node = node("run");
+    let o = node.docker(&[
+        "run",
+        "--rm",
+        "covey-test/saved",
+        "sh",
+        "-c",
+        "echo hello; echo oops >&2; exit 3",
+    ]);
+    assert_eq!(o.status.code(), Some(3), "{}\n{}", stderr(&o), node.log());
+    assert_eq!(stdout(&o), "hello\n");
+    assert!(stderr(&o).contains("oops"));
+    assert_eq!(
+        ok(&node, node.docker(&["ps", "-aq"])).trim(),
+        "",
+        "--rm left the container"
+    );
+
+    let o = node.docker(&["run", "covey-test/saved", "true"]);
+    assert_eq!(o.status.code(), Some(0));
+    assert_eq!(ok(&node, node.docker(&["ps", "-aq"])).lines().count(), 1);
+}
+
+#[test]
+fn detached_containers_list_log_stop_and_go() {
+    let node = node("detached");
+    let id = ok(
+        &node,
+        node.docker(&[
+            "run",
+            "-d",
+            "--name",
+            "ticker",
+            "covey-test/saved",
+            "sh",
+            "-c",
+            "while true; do echo tick; sleep 0.1; done",
+        ]),
+    );
+    let id = id.trim();
+    assert_eq!(id.len(), 64);
+    let ps = ok(
+        &node,
+        node.docker(&["ps", "--format", "{{.Names}} {{.Status}}"]),
+    );
+    assert!(ps.starts_with("ticker Up"), "{ps}");
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let logs = ok(&node, node.docker(&["logs", "ticker"]));
+    assert!(
+        logs.lines().count() >= 2 && logs.lines().all(|l| l == "tick"),
+        "{logs}"
+    );
+    let pid = inspect(&node, "ticker")["State"]["Pid"]
+        .as_i64()
+        .map(|p| p as i32);
+    ok(&node, node.docker(&["stop", "-t", "1", "ticker"]));
+    let ps = ok(
+        &node,
+        node.docker(&["ps", "-a", "--format", "{{.Names}} {{.Status}}"]),
+    );
+    assert!(ps.starts_with("ticker Exited (137)"), "{ps}");
+    // Running containers are not removed without force.
+    let sleeper = ok(
+        &node,
+        node.docker(&["run", "-d", "covey-test/saved", "sleep", "60"]),
+    );
+    let o = node.docker(&["rm", sleeper.trim()]);
+    assert!(
+        !o.status.success() && stderr(&o).contains("cannot remove a running container"),
+        "{}",
+        stderr(&o)
+    );
+    ok(&node, node.docker(&["rm", "-f", sleeper.trim()]));
+    ok(&node, node.docker(&["rm", "ticker"]));
+    assert_eq!(ok(&node, node.docker(&["ps", "-aq"])).trim(), "");
+    nothing_left(id, pid);
+    nothing_left(sleeper.trim(), None);
+}
+
+#[test]
+fn covey_cli_applies_env_user_and_limits() {
+    let node = node("covey-cli");
+    let out = node.covey(&[
+        "container",
+        "run",
+        "--rm",
+        "-e",
+        "GREETING=hi",
+        "-u",
+        "nobody",
+        "-w",
+        "/tmp",
+        "covey-test/saved",
+        "sh",
+        "-c",
+        "echo $GREETING $(id -u) $(pwd); exit 5",
+    ]);
+    assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "hi 65534 /tmp\n");
+
+    let id = node.covey_ok(&[
+        "container",
+        "run",
+        "-d",
+        "--name",
+        "limited",
+        "-m",
+        "64m",
+        "--cpus",
+        "0.5",
+        "--pids-limit",
+        "40",
+        "covey-test/saved",
+        "sleep",
+        "60",
+    ]);
+    let id = id.trim();
+    let cg = |p: &str| {
+        std::fs::read_to_string(format!("/sys/fs/cgroup/{p}"))
+            .unwrap_or_default()
+            .trim()
+            .to_string()
+    };
+    assert_eq!(
+        cg(&format!("memory/covey/{id}/memory.limit_in_bytes")),
+        (64u64 << 20).to_string()
+    );
+    assert_eq!(cg(&format!("cpu/covey/{id}/cpu.cfs_quota_us")), "50000");
+    assert_eq!(cg(&format!("pids/covey/{id}/pids.max")), "40");
+    node.covey_ok(&["container", "kill", "limited"]);
+    assert_eq!(
+        node.covey_ok(&["container", "wait", "limited"]).trim(),
+        "137"
+    );
+    node.covey_ok(&["container", "rm", "limited"]);
+    nothing_left(id, None);
+}
+
+#[test]
+fn bad_input_is_named() {
+    let node = node("bad-run");
+    let o = node.docker(&["run", "--rm", "-u", "ghost", "covey-test/saved", "true"]);
+    assert!(
+        !o.status.success() && stderr(&o).contains("ghost"),
+        "{}",
+        stderr(&o)
+    );
+    let o = node.docker(&["run", "--rm", "-t", "covey-test/saved", "true"]);
+    assert!(
+        !o.status.success() && stderr(&o).contains("terminal"),
+        "{}",
+        stderr(&o)
+    );
+    let o = node.covey(&[
+        "container",
+        "run",
+        "--rm",
+        "covey-test/saved",
+        "/no/such/command",
+    ]);
+    assert_eq!(o.status.code(), Some(127), "{}", stderr(&o));
+    assert!(stderr(&o).contains("/no/such/command"), "{}", stderr(&o));
+    let o = node.docker(&["logs", "nobody-here"]);
+    assert!(
+        stderr(&o).contains("No such container: nobody-here"),
+        "{}",
+        stderr(&o)
+    );
+    let o = node.docker(&["run", "--rm", "no-such-image-here"]);
+    assert!(!o.status.success(), "{}", stdout(&o));
+    let o = node.covey(&["container", "run", "-m", "lots", "covey-test/saved", "true"]);
+    assert!(stderr(&o).contains("invalid size"), "{}", stderr(&o));
+}
+
+#[test]
+fn containers_outlive_a_daemon_restart() {
+    let mut node = node("restart");
+    let id = node.covey_ok(&[
+        "container",
+        "run",
+        "-d",
+        "--name",
+        "survivor",
+        "covey-test/saved",
+        "sleep",
+        "300",
+    ]);
+    let pid = inspect(&node, "survivor")["State"]["Pid"].as_i64().unwrap() as i32;
+    node.restart().unwrap();
+    assert!(
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok(),
+        "the container died with the daemon"
+    );
+    let ps = node.covey_ok(&["container", "ls"]);
+    assert!(ps.contains("survivor") && ps.contains("Up"), "{ps}");
+    node.covey_ok(&["container", "rm", "-f", "survivor"]);
+    assert!(node.covey_ok(&["container", "ls", "-aq"]).trim().is_empty());
+    nothing_left(id.trim(), Some(pid));
+}
