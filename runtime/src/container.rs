@@ -230,6 +230,28 @@ impl Runtime {
         Ok(())
     }
 
+    /// Whether the kernel's OOM killer killed a process of the container: the counter of
+    /// its memory cgroup (v2 `memory.events`, v1 `memory.oom_control`), read before delete.
+    pub fn oom_killed(&self, id: &str) -> bool {
+        let root = Path::new("/sys/fs/cgroup");
+        let files = [
+            root.join("covey").join(id).join("memory.events"),
+            root.join("memory/covey")
+                .join(id)
+                .join("memory.oom_control"),
+        ];
+        files
+            .iter()
+            .filter_map(|f| std::fs::read_to_string(f).ok())
+            .any(|text| {
+                text.lines().any(|l| {
+                    l.strip_prefix("oom_kill ")
+                        .and_then(|n| n.trim().parse::<u64>().ok())
+                        .is_some_and(|n| n > 0)
+                })
+            })
+    }
+
     /// Removes the container's bundle, once it is deleted for good.
     pub fn remove_bundle(&self, id: &str) -> Result<(), RuntimeError> {
         check_id(id)?;

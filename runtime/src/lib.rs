@@ -7,6 +7,7 @@
 //!   ([`defaults`]), the user resolved in the image ([`user`]), and the container's own
 //!   `/etc` files ([`etc`]).
 //! - [`container`]: the lifecycle through libcontainer.
+//! - [`seccomp`]: the default seccomp profile.
 //! - [`helper`]: the single-threaded process that makes containers for the daemon.
 //!
 //! Architecture invariant: the only crate that names libcontainer types.
@@ -17,6 +18,7 @@ pub mod defaults;
 mod error;
 pub mod etc;
 pub mod helper;
+pub mod seccomp;
 pub mod spec;
 pub mod user;
 

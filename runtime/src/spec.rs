@@ -153,7 +153,8 @@ pub fn build(
             value: format!("{cwd:?} is not absolute"),
         });
     }
-    let caps: Vec<Capability> = capabilities(cfg)?
+    let cap_names = capabilities(cfg)?;
+    let caps: Vec<Capability> = cap_names
         .iter()
         .map(|c| {
             c.trim_start_matches("CAP_")
@@ -181,7 +182,6 @@ pub fn build(
                 .build()?,
         )
         .capabilities(cap_set)
-        .no_new_privileges(false)
         .rlimits(vec![PosixRlimitBuilder::default()
             .typ(PosixRlimitType::RlimitNofile)
             .soft(nofile_limit())
@@ -282,6 +282,7 @@ pub fn build(
         // An explicit path: libcontainer's default would be a `:youki:ID` directory.
         .cgroups_path(format!("/covey/{id}"))
         .resources(resources(cfg)?)
+        .seccomp(crate::seccomp::default_profile(&cap_names)?)
         .sysctl(
             cfg.sysctls
                 .iter()
@@ -290,6 +291,11 @@ pub fn build(
         )
         .build()?;
 
+    // no_new_privileges left unset, as Docker's default: libcontainer then loads the seccomp
+    // filter before dropping capabilities, while it may still (Some(false) defers it to
+    // after, where loading fails without CAP_SYS_ADMIN).
+    let mut process = process;
+    process.set_no_new_privileges(None);
     let mut spec = Spec::default();
     spec.set_hostname(Some(hostname))
         .set_process(Some(process))

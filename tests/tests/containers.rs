@@ -194,6 +194,29 @@ fn covey_cli_applies_env_user_and_limits() {
 }
 
 #[test]
+fn memory_limit_kills_and_is_reported() {
+    let node = node("oom");
+    let o = node.covey(&[
+        "container",
+        "run",
+        "--name",
+        "hog",
+        "-m",
+        "16m",
+        "covey-test/saved",
+        "sh",
+        "-c",
+        "x=$(head -c 300000000 /dev/zero | tr '\\0' a); echo survived",
+    ]);
+    assert_eq!(o.status.code(), Some(137), "{}{}", stdout(&o), stderr(&o));
+    assert!(!stdout(&o).contains("survived"));
+    let state = &inspect(&node, "hog")["State"];
+    assert_eq!(state["OOMKilled"], true, "{state}");
+    assert_eq!(state["ExitCode"], 137);
+    node.covey_ok(&["container", "rm", "hog"]);
+}
+
+#[test]
 fn bad_input_is_named() {
     let node = node("bad-run");
     let o = node.docker(&["run", "--rm", "-u", "ghost", "covey-test/saved", "true"]);

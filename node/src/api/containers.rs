@@ -412,7 +412,7 @@ pub async fn inspect(
             "Running": r.status == Status::Running,
             "Paused": false,
             "Restarting": false,
-            "OOMKilled": false,
+            "OOMKilled": r.oom_killed,
             "Dead": false,
             "Pid": r.pid.unwrap_or(0),
             "ExitCode": r.exit_code,

@@ -278,6 +278,7 @@ impl Containers {
             status: Status::Created,
             pid: None,
             exit_code: 0,
+            oom_killed: false,
             error: String::new(),
             started_at: None,
             finished_at: None,
@@ -370,6 +371,7 @@ impl Containers {
             r.error.clear();
             r.started_at = Some(record::now());
             r.finished_at = None;
+            r.oom_killed = false;
         });
         let me = self.clone();
         tokio::spawn(async move {
@@ -397,8 +399,10 @@ impl Containers {
     /// Records an exit, wakes the waiters, and removes the container if it asked to be.
     async fn exited(self: &Arc<Self>, id: &str, code: i32, error: Option<String>) {
         let Ok(c) = self.get(id) else { return };
+        let oom = self.runtime.oom_killed(id);
         c.update(|r| {
             r.status = Status::Exited;
+            r.oom_killed = oom;
             r.pid = None;
             r.exit_code = code;
             r.finished_at = Some(record::now());

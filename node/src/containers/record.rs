@@ -38,6 +38,9 @@ pub struct Record {
     pub status: Status,
     pub pid: Option<i32>,
     pub exit_code: i32,
+    /// Killed by the kernel's OOM killer on its last run.
+    #[serde(default)]
+    pub oom_killed: bool,
     #[serde(default)]
     pub error: String,
     #[serde(default)]
