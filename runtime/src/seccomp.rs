@@ -114,7 +114,7 @@ mod tests {
 
     #[test]
     fn capabilities_open_their_syscalls() {
-        let plain = denied(&crate::defaults::DEFAULT_CAPS.to_vec());
+        let plain = denied(crate::defaults::DEFAULT_CAPS);
         for s in ["mount", "ptrace", "reboot", "kexec_load", "bpf", "unshare"] {
             assert!(plain.contains(&s.to_string()), "{s} should be refused");
         }
