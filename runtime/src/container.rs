@@ -27,6 +27,17 @@ pub struct Stdio {
     pub stderr: Option<OwnedFd>,
 }
 
+/// A process to run in a running container (`docker exec`).
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct ExecSpec {
+    pub args: Vec<String>,
+    /// KEY=VALUE, replacing the container's for the keys given.
+    pub env: Vec<String>,
+    pub cwd: Option<String>,
+    pub uid: u32,
+    pub gid: u32,
+}
+
 /// A container's state as libcontainer keeps it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct State {
@@ -161,6 +172,55 @@ impl Runtime {
             .pid()
             .map(Pid::as_raw)
             .ok_or_else(|| RuntimeError::NotFound(id.into()))
+    }
+
+    /// Runs `spec` in the running container `id`, in its namespaces and cgroup, with its
+    /// capabilities and seccomp profile. Returns the process's pid (a child of the caller,
+    /// or with `as_sibling` of the caller's parent). Clones: see the module's note.
+    pub fn exec(
+        &self,
+        id: &str,
+        spec: &ExecSpec,
+        stdio: Stdio,
+        as_sibling: bool,
+    ) -> Result<i32, RuntimeError> {
+        check_id(id)?;
+        if spec.args.first().is_none_or(|a| a.is_empty()) {
+            return Err(RuntimeError::NoCommand);
+        }
+        let env = spec
+            .env
+            .iter()
+            .map(|kv| match kv.split_once('=') {
+                Some((k, v)) => (k.to_string(), v.to_string()),
+                None => (kv.clone(), String::new()),
+            })
+            .collect();
+        let mut builder = ContainerBuilder::new(id.to_string(), SyscallType::default())
+            .with_root_path(&self.state_root)
+            .map_err(Self::err(id))?
+            .with_executor(DefaultExecutor {});
+        if let Some(fd) = stdio.stdin {
+            builder = builder.with_stdin(fd);
+        }
+        if let Some(fd) = stdio.stdout {
+            builder = builder.with_stdout(fd);
+        }
+        if let Some(fd) = stdio.stderr {
+            builder = builder.with_stderr(fd);
+        }
+        let pid = builder
+            .as_tenant()
+            .with_container_args(spec.args.clone())
+            .with_env(env)
+            .with_cwd(spec.cwd.as_ref())
+            .with_user(Some(spec.uid))
+            .with_group(Some(spec.gid))
+            .as_sibling(as_sibling)
+            .with_detach(true)
+            .build()
+            .map_err(Self::err(id))?;
+        Ok(pid.as_raw())
     }
 
     fn load(&self, id: &str) -> Result<Container, RuntimeError> {

@@ -19,7 +19,7 @@ use nix::sys::socket::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::container::{Runtime, Stdio};
+use crate::container::{ExecSpec, Runtime, Stdio};
 use crate::error::RuntimeError;
 
 const MAX_MESSAGE: usize = 64 * 1024;
@@ -27,11 +27,14 @@ const MAX_MESSAGE: usize = 64 * 1024;
 pub const HELPER_FD: RawFd = 3;
 
 #[derive(Serialize, Deserialize)]
-struct CreateRequest {
+struct Request {
     root: PathBuf,
     id: String,
     /// Which of stdin, stdout, stderr come as descriptors, in that order.
     stdio: [bool; 3],
+    /// A process to run in the container; none to create the container itself.
+    #[serde(default)]
+    exec: Option<ExecSpec>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -80,8 +83,8 @@ pub fn serve() -> Result<(), RuntimeError> {
         if len == 0 {
             return Ok(()); // the daemon is gone
         }
-        let reply = match serde_json::from_slice::<CreateRequest>(&buf[..len]) {
-            Ok(req) => create(req, fds),
+        let reply = match serde_json::from_slice::<Request>(&buf[..len]) {
+            Ok(req) => handle(req, fds),
             Err(e) => Reply::Failed {
                 message: format!("malformed request: {e}"),
             },
@@ -98,7 +101,7 @@ pub fn serve() -> Result<(), RuntimeError> {
     }
 }
 
-fn create(req: CreateRequest, fds: Vec<OwnedFd>) -> Reply {
+fn handle(req: Request, fds: Vec<OwnedFd>) -> Reply {
     let mut fds = fds.into_iter();
     let mut take = |wanted: bool| if wanted { fds.next() } else { None };
     let stdio = Stdio {
@@ -106,7 +109,11 @@ fn create(req: CreateRequest, fds: Vec<OwnedFd>) -> Reply {
         stdout: take(req.stdio[1]),
         stderr: take(req.stdio[2]),
     };
-    match Runtime::new(&req.root).and_then(|rt| rt.create_from_bundle(&req.id, stdio, true)) {
+    let made = Runtime::new(&req.root).and_then(|rt| match &req.exec {
+        Some(spec) => rt.exec(&req.id, spec, stdio, true),
+        None => rt.create_from_bundle(&req.id, stdio, true),
+    });
+    match made {
         Ok(pid) => Reply::Created { pid },
         Err(e) => Reply::Failed {
             message: e.to_string(),
@@ -168,7 +175,28 @@ impl Helper {
 
     /// Creates container `id` from its bundle under `root`. Blocking.
     pub fn create(&self, root: &Path, id: &str, stdio: Stdio) -> Result<i32, RuntimeError> {
-        let req = CreateRequest {
+        self.request(root, id, None, stdio)
+    }
+
+    /// Runs `spec` in the running container `id`. Blocking.
+    pub fn exec(
+        &self,
+        root: &Path,
+        id: &str,
+        spec: &ExecSpec,
+        stdio: Stdio,
+    ) -> Result<i32, RuntimeError> {
+        self.request(root, id, Some(spec.clone()), stdio)
+    }
+
+    fn request(
+        &self,
+        root: &Path,
+        id: &str,
+        exec: Option<ExecSpec>,
+        stdio: Stdio,
+    ) -> Result<i32, RuntimeError> {
+        let req = Request {
             root: root.to_path_buf(),
             id: id.to_string(),
             stdio: [
@@ -176,6 +204,7 @@ impl Helper {
                 stdio.stdout.is_some(),
                 stdio.stderr.is_some(),
             ],
+            exec,
         };
         let body = serde_json::to_vec(&req).map_err(|e| RuntimeError::Io {
             path: PathBuf::from("runtime helper"),

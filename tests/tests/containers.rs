@@ -194,6 +194,64 @@ fn covey_cli_applies_env_user_and_limits() {
 }
 
 #[test]
+fn exec_runs_in_the_container_with_its_environment() {
+    let node = node("exec");
+    node.covey_ok(&[
+        "container",
+        "run",
+        "-d",
+        "--name",
+        "box",
+        "-e",
+        "HELLO=world",
+        "covey-test/saved",
+        "sleep",
+        "120",
+    ]);
+    // The docker CLI: output, exit code, the container's env and pid namespace.
+    let o = node.docker(&[
+        "exec",
+        "box",
+        "sh",
+        "-c",
+        "echo $HELLO; ps -o pid,comm | grep -c sleep; exit 9",
+    ]);
+    assert_eq!(o.status.code(), Some(9), "{}\n{}", stderr(&o), node.log());
+    assert_eq!(stdout(&o), "world\n1\n");
+    let o = node.docker(&[
+        "exec",
+        "-u",
+        "nobody",
+        "-w",
+        "/tmp",
+        "box",
+        "sh",
+        "-c",
+        "echo $(id -u) $(pwd)",
+    ]);
+    assert_eq!(ok(&node, o), "65534 /tmp\n");
+    let o = node.docker(&["exec", "box", "/no/such/thing"]);
+    assert_eq!(o.status.code(), Some(127), "{}", stderr(&o));
+    assert!(stdout(&o).contains("/no/such/thing") || stderr(&o).contains("/no/such/thing"));
+    // The covey CLI, the same endpoints.
+    let o = node.covey(&[
+        "container",
+        "exec",
+        "-e",
+        "EXTRA=1",
+        "box",
+        "sh",
+        "-c",
+        "echo $HELLO$EXTRA >&2; exit 4",
+    ]);
+    assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
+    assert_eq!(stderr(&o), "world1\n");
+    node.covey_ok(&["container", "rm", "-f", "box"]);
+    let o = node.docker(&["exec", "box", "true"]);
+    assert!(stderr(&o).contains("No such container"), "{}", stderr(&o));
+}
+
+#[test]
 fn memory_limit_kills_and_is_reported() {
     let node = node("oom");
     let o = node.covey(&[

@@ -555,9 +555,23 @@ pub async fn attach(
         ));
     }
     let c = node.containers.get(&id)?;
-    let (want_out, want_err) = (yes(&q.stdout), yes(&q.stderr));
     // Subscribed now, before the response: nothing the container prints after this is lost.
-    let mut live = c.subscribe();
+    Ok(stream_output(
+        c.subscribe(),
+        yes(&q.stdout),
+        yes(&q.stderr),
+        &mut req,
+    ))
+}
+
+/// Streams a run's output as Docker's multiplexed frames until its end: on the hijacked
+/// connection if the client asked to upgrade (the docker CLI does), else as the body.
+pub(super) fn stream_output(
+    mut live: tokio::sync::broadcast::Receiver<Output>,
+    want_out: bool,
+    want_err: bool,
+    req: &mut Request,
+) -> Response {
     let frames = async_stream(move |tx| async move {
         loop {
             match live.recv().await {
@@ -570,20 +584,19 @@ pub async fn attach(
                 }
                 Ok(Output::End) | Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                    tracing::warn!("attach fell {n} messages behind")
+                    tracing::warn!("output stream fell {n} messages behind")
                 }
             }
         }
     });
-    let upgrade = req.headers().get(header::UPGRADE).is_some();
-    if !upgrade {
-        return Ok((
+    if req.headers().get(header::UPGRADE).is_none() {
+        return (
             [(header::CONTENT_TYPE, MULTIPLEXED)],
             Body::from_stream(frames),
         )
-            .into_response());
+            .into_response();
     }
-    let on_upgrade = hyper::upgrade::on(&mut req);
+    let on_upgrade = hyper::upgrade::on(req);
     tokio::spawn(async move {
         use tokio::io::AsyncWriteExt;
         let Ok(upgraded) = on_upgrade.await else {
@@ -604,5 +617,5 @@ pub async fn attach(
     h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
     h.insert(header::UPGRADE, HeaderValue::from_static("tcp"));
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(MULTIPLEXED));
-    Ok(resp)
+    resp
 }

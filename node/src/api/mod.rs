@@ -4,6 +4,7 @@
 
 mod containers;
 mod error;
+mod exec;
 mod images;
 mod system;
 
@@ -53,6 +54,9 @@ pub fn app(node: Arc<Node>) -> App {
         .route("/containers/{id}/wait", post(containers::wait))
         .route("/containers/{id}/logs", get(containers::logs))
         .route("/containers/{id}/attach", post(containers::attach))
+        .route("/containers/{id}/exec", post(exec::create))
+        .route("/exec/{id}/start", post(exec::start))
+        .route("/exec/{id}/json", get(exec::inspect))
         .fallback(error::unsupported)
         .with_state(node);
     // Versions are negotiated, not routed: strip the prefix before routing.

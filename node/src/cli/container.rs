@@ -71,6 +71,18 @@ pub enum ContainerCommand {
         #[arg(required = true)]
         containers: Vec<String>,
     },
+    /// Run a command in a running container, and exit with its code.
+    Exec {
+        #[arg(short, long = "env")]
+        env: Vec<String>,
+        #[arg(short, long)]
+        user: Option<String>,
+        #[arg(short, long)]
+        workdir: Option<String>,
+        container: String,
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
+        command: Vec<String>,
+    },
     /// Show containers' details as JSON.
     Inspect {
         #[arg(required = true)]
@@ -206,6 +218,47 @@ pub async fn run(cmd: ContainerCommand, client: &Client) -> anyhow::Result<()> {
                 if force { "?force=1" } else { "" },
             )
             .await
+        }
+        ContainerCommand::Exec {
+            env,
+            user,
+            workdir,
+            container,
+            command,
+        } => {
+            let body = json!({
+                "Cmd": command,
+                "Env": env,
+                "User": user.unwrap_or_default(),
+                "WorkingDir": workdir.unwrap_or_default(),
+                "AttachStdout": true,
+                "AttachStderr": true,
+            });
+            let resp = client
+                .send(
+                    Method::POST,
+                    &format!("/containers/{}/exec", escape(&container)),
+                    Client::json_body(&body)?,
+                )
+                .await?;
+            let created: Value = serde_json::from_slice(
+                &http_body_util::BodyExt::collect(resp.into_body())
+                    .await?
+                    .to_bytes(),
+            )?;
+            let id = created["Id"]
+                .as_str()
+                .context("the daemon's answer has no exec ID")?
+                .to_string();
+            demux(client.upgrade(&format!("/exec/{id}/start")).await?).await?;
+            let state: Value = client
+                .json(Method::GET, &format!("/exec/{id}/json"))
+                .await?;
+            match state["ExitCode"].as_i64() {
+                Some(0) => Ok(()),
+                Some(code) => Err(ExitWith(code as i32).into()),
+                None => anyhow::bail!("the exec's exit code is unknown"),
+            }
         }
         ContainerCommand::Inspect { containers } => {
             let mut out = Vec::new();

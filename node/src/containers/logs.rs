@@ -124,6 +124,20 @@ pub async fn pump(fd: OwnedFd, stream: Stream, log: Arc<LogFile>, live: broadcas
     }
 }
 
+/// Reads one of an exec's pipes to its end, live to `live` only (exec output is not logged).
+pub async fn relay(fd: OwnedFd, stream: Stream, live: broadcast::Sender<Output>) {
+    let Ok(mut pipe) = tokio::net::unix::pipe::Receiver::from_owned_fd(fd) else {
+        return;
+    };
+    let mut buf = vec![0u8; 8192];
+    while let Ok(n) = pipe.read(&mut buf).await {
+        if n == 0 {
+            break;
+        }
+        let _ = live.send(Output::Data(stream, Bytes::copy_from_slice(&buf[..n])));
+    }
+}
+
 /// One blocking write per read from the pipe, not per line.
 async fn write_lines(log: &Arc<LogFile>, stream: Stream, lines: Vec<Vec<u8>>) {
     let f = log.clone();

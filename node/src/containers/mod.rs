@@ -4,6 +4,7 @@
 //! `<data-root>/containers/<id>/`; runtime state lives under `<exec-root>/runtime/`.
 
 mod adopt;
+pub mod exec;
 pub mod logs;
 mod names;
 mod reaper;
@@ -130,6 +131,8 @@ pub struct Containers {
     images: Arc<ImageService>,
     reaper: Arc<Reaper>,
     table: Mutex<HashMap<String, Arc<Container>>>,
+    /// Exec instances, kept (like dockerd) for inspection after they end.
+    execs: Mutex<HashMap<String, Arc<exec::Exec>>>,
 }
 
 impl Containers {
@@ -161,6 +164,7 @@ impl Containers {
             images,
             reaper,
             table: Mutex::new(HashMap::new()),
+            execs: Mutex::new(HashMap::new()),
         });
         me.load_records();
         Ok(me)

@@ -1,0 +1,121 @@
+//! `docker exec` without a terminal: create an exec instance, start it (its output on the
+//! hijacked connection), inspect it for the exit code.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, Request, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::containers::stream_output;
+use super::ApiError;
+use crate::containers::exec::{ExecRequest, ExecState};
+use crate::daemon::Node;
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct CreateBody {
+    cmd: Vec<String>,
+    env: Option<Vec<String>>,
+    user: String,
+    working_dir: String,
+    attach_stdin: bool,
+    attach_stdout: bool,
+    attach_stderr: bool,
+    tty: bool,
+}
+
+pub async fn create(
+    State(node): State<Arc<Node>>,
+    Path(id): Path<String>,
+    Json(b): Json<CreateBody>,
+) -> Result<Response, ApiError> {
+    if b.tty {
+        return Err(ApiError::bad_request(
+            "covey does not support a terminal for exec (-t) yet",
+        ));
+    }
+    if b.attach_stdin {
+        return Err(ApiError::bad_request(
+            "covey does not support exec stdin (-i) yet",
+        ));
+    }
+    let _ = (b.attach_stdout, b.attach_stderr);
+    let exec_id = node
+        .containers
+        .create_exec(
+            &id,
+            ExecRequest {
+                args: b.cmd,
+                env: b.env.unwrap_or_default(),
+                user: Some(b.user).filter(|u| !u.is_empty()),
+                working_dir: Some(b.working_dir).filter(|w| !w.is_empty()),
+            },
+        )
+        .await?;
+    Ok((StatusCode::CREATED, Json(json!({ "Id": exec_id }))).into_response())
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct StartBody {
+    detach: bool,
+    tty: bool,
+}
+
+pub async fn start(
+    State(node): State<Arc<Node>>,
+    Path(id): Path<String>,
+    mut req: Request,
+) -> Result<Response, ApiError> {
+    let bytes = axum::body::to_bytes(std::mem::take(req.body_mut()), 64 * 1024)
+        .await
+        .map_err(|e| ApiError::bad_request(format!("reading the request: {e}")))?;
+    let b: StartBody = if bytes.is_empty() {
+        StartBody::default()
+    } else {
+        serde_json::from_slice(&bytes)
+            .map_err(|e| ApiError::bad_request(format!("invalid exec start body: {e}")))?
+    };
+    if b.tty {
+        return Err(ApiError::bad_request(
+            "covey does not support a terminal for exec (-t) yet",
+        ));
+    }
+    let live = node.containers.start_exec(&id).await?;
+    if b.detach {
+        return Ok(StatusCode::OK.into_response());
+    }
+    Ok(stream_output(live, true, true, &mut req))
+}
+
+pub async fn inspect(
+    State(node): State<Arc<Node>>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let exec = node.containers.exec(&id)?;
+    let state = *exec.state.borrow();
+    let (running, pid, code) = match state {
+        ExecState::Created => (false, 0, Value::Null),
+        ExecState::Running(pid) => (true, pid, Value::Null),
+        ExecState::Exited(code) => (false, 0, json!(code)),
+    };
+    Ok(Json(json!({
+        "ID": exec.id,
+        "ContainerID": exec.container,
+        "Running": running,
+        "ExitCode": code,
+        "Pid": pid,
+        "OpenStdin": false,
+        "OpenStdout": true,
+        "OpenStderr": true,
+        "ProcessConfig": {
+            "entrypoint": exec.args.first().cloned().unwrap_or_default(),
+            "arguments": exec.args.get(1..).unwrap_or_default(),
+            "tty": false,
+        },
+    })))
+}

@@ -1,0 +1,167 @@
+//! `docker exec`: processes run in a running container. An exec instance is created, then
+//! started (its output streams to the client that started it, not to the container's log),
+//! then inspected for its exit code, as the Engine API has it.
+
+use std::sync::Arc;
+
+use covey_runtime::{ExecSpec, Stdio};
+use tokio::sync::{broadcast, watch};
+
+use super::logs::{self, Output, Stream};
+use super::{pipe, ContainerError, Containers, Status};
+
+/// What `POST /containers/{id}/exec` asks for.
+pub struct ExecRequest {
+    pub args: Vec<String>,
+    pub env: Vec<String>,
+    pub user: Option<String>,
+    pub working_dir: Option<String>,
+}
+
+pub struct Exec {
+    pub id: String,
+    pub container: String,
+    pub args: Vec<String>,
+    spec: ExecSpec,
+    /// Pid while running, then the exit code.
+    pub state: watch::Sender<ExecState>,
+    live: broadcast::Sender<Output>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExecState {
+    Created,
+    Running(i32),
+    Exited(i32),
+}
+
+impl Containers {
+    pub async fn create_exec(
+        &self,
+        container: &str,
+        req: ExecRequest,
+    ) -> Result<String, ContainerError> {
+        let c = self.get(container)?;
+        let r = c.snapshot();
+        if r.status != Status::Running {
+            return Err(ContainerError::Conflict(format!(
+                "Container {} is not running",
+                r.id
+            )));
+        }
+        if req.args.first().is_none_or(|a| a.is_empty()) {
+            return Err(ContainerError::InvalidInput(
+                "no command specified for exec".into(),
+            ));
+        }
+        let rootfs = self.images.snapshot(&r.id)?.rootfs;
+        let user_spec = req
+            .user
+            .or_else(|| r.config.user.clone())
+            .unwrap_or_else(|| r.config.image.user.clone());
+        let user = covey_runtime::user::resolve(&rootfs, &user_spec)?;
+        let hostname = r
+            .config
+            .hostname
+            .clone()
+            .unwrap_or_else(|| r.id.chars().take(12).collect());
+        let mut env = covey_runtime::spec::environment(&r.config, &hostname, &user.home);
+        env.extend(req.env);
+        let cwd = req
+            .working_dir
+            .or_else(|| r.config.working_dir.clone())
+            .or_else(|| Some(r.config.image.working_dir.clone()))
+            .filter(|w| !w.is_empty());
+        let id = super::names::new_id().map_err(ContainerError::internal)?;
+        let exec = Exec {
+            id: id.clone(),
+            container: r.id.clone(),
+            args: req.args.clone(),
+            spec: ExecSpec {
+                args: req.args,
+                env,
+                cwd,
+                uid: user.uid,
+                gid: user.gid,
+            },
+            state: watch::channel(ExecState::Created).0,
+            live: broadcast::channel(1024).0,
+        };
+        self.execs().insert(id.clone(), Arc::new(exec));
+        Ok(id)
+    }
+
+    pub fn exec(&self, id: &str) -> Result<Arc<Exec>, ContainerError> {
+        self.execs()
+            .get(id)
+            .cloned()
+            .ok_or_else(|| ContainerError::NotFound(format!("exec instance {id}")))
+    }
+
+    /// Starts an exec instance. The receiver is subscribed before the process starts, so
+    /// it sees all the output, then `End` once the exit code is recorded (the client reads
+    /// the code when its stream ends). A process that cannot start reports why on its
+    /// stderr and exits 127 (no such command) or 126, as with dockerd.
+    pub async fn start_exec(
+        self: &Arc<Self>,
+        id: &str,
+    ) -> Result<broadcast::Receiver<Output>, ContainerError> {
+        let exec = self.exec(id)?;
+        if *exec.state.borrow() != ExecState::Created {
+            return Err(ContainerError::Conflict(format!(
+                "exec instance {id} has already been started"
+            )));
+        }
+        exec.state.send_replace(ExecState::Running(0));
+        let rx = exec.live.subscribe();
+        let (out_r, out_w) = pipe()?;
+        let (err_r, err_w) = pipe()?;
+        let me = self.clone();
+        tokio::spawn(async move {
+            let e2 = exec.clone();
+            let helper = me.clone();
+            let made = tokio::task::spawn_blocking(move || {
+                let stdio = Stdio {
+                    stdin: None,
+                    stdout: Some(out_w),
+                    stderr: Some(err_w),
+                };
+                helper
+                    .helper
+                    .exec(&helper.runtime_root, &e2.container, &e2.spec, stdio)
+            })
+            .await;
+            let live = exec.live.clone();
+            let code = match made {
+                Ok(Ok(pid)) => {
+                    exec.state.send_replace(ExecState::Running(pid));
+                    let exited = me.reaper.watch(pid);
+                    let o = logs::relay(out_r, Stream::Stdout, live.clone());
+                    let e = logs::relay(err_r, Stream::Stderr, live.clone());
+                    let (_, _, code) = tokio::join!(o, e, exited);
+                    code.unwrap_or(255)
+                }
+                Ok(Err(e)) => {
+                    let msg = e.to_string();
+                    let _ = live.send(Output::Data(Stream::Stderr, format!("{msg}\n").into()));
+                    if msg.contains("not found") {
+                        127
+                    } else {
+                        126
+                    }
+                }
+                Err(e) => {
+                    let _ = live.send(Output::Data(Stream::Stderr, format!("{e}\n").into()));
+                    126
+                }
+            };
+            exec.state.send_replace(ExecState::Exited(code));
+            let _ = live.send(Output::End);
+        });
+        Ok(rx)
+    }
+
+    fn execs(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, Arc<Exec>>> {
+        self.execs.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
