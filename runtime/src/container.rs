@@ -148,6 +148,22 @@ impl Runtime {
         as_sibling: bool,
     ) -> Result<i32, RuntimeError> {
         let bundle = self.container_dir(id)?;
+        let container = self
+            .builder(id, stdio)?
+            .as_init(&bundle)
+            .as_sibling(as_sibling)
+            .with_systemd(false)
+            .with_detach(true)
+            .build()
+            .map_err(Self::err(id))?;
+        container
+            .pid()
+            .map(Pid::as_raw)
+            .ok_or_else(|| RuntimeError::NotFound(id.into()))
+    }
+
+    /// libcontainer's builder for `id`, with our state root and the given stdio.
+    fn builder(&self, id: &str, stdio: Stdio) -> Result<ContainerBuilder, RuntimeError> {
         let mut builder = ContainerBuilder::new(id.to_string(), SyscallType::default())
             .with_root_path(&self.state_root)
             .map_err(Self::err(id))?
@@ -161,17 +177,7 @@ impl Runtime {
         if let Some(fd) = stdio.stderr {
             builder = builder.with_stderr(fd);
         }
-        let container = builder
-            .as_init(&bundle)
-            .as_sibling(as_sibling)
-            .with_systemd(false)
-            .with_detach(true)
-            .build()
-            .map_err(Self::err(id))?;
-        container
-            .pid()
-            .map(Pid::as_raw)
-            .ok_or_else(|| RuntimeError::NotFound(id.into()))
+        Ok(builder)
     }
 
     /// Runs `spec` in the running container `id`, in its namespaces and cgroup, with its
@@ -196,20 +202,8 @@ impl Runtime {
                 None => (kv.clone(), String::new()),
             })
             .collect();
-        let mut builder = ContainerBuilder::new(id.to_string(), SyscallType::default())
-            .with_root_path(&self.state_root)
-            .map_err(Self::err(id))?
-            .with_executor(DefaultExecutor {});
-        if let Some(fd) = stdio.stdin {
-            builder = builder.with_stdin(fd);
-        }
-        if let Some(fd) = stdio.stdout {
-            builder = builder.with_stdout(fd);
-        }
-        if let Some(fd) = stdio.stderr {
-            builder = builder.with_stderr(fd);
-        }
-        let pid = builder
+        let pid = self
+            .builder(id, stdio)?
             .as_tenant()
             .with_container_args(spec.args.clone())
             .with_env(env)
