@@ -38,6 +38,14 @@ for _ in $(seq 100); do [ -S "$TMP/run/covey.sock" ] && break; sleep 0.1; done
 C() { "$COVEY" -H "unix://$TMP/run/covey.sock" "$@"; }
 C image load -i "$TMP/fx/busybox-save.tar" >/dev/null
 HELPER=$(pgrep -P "$DPID" -f runtime-helper)
+# The whole path: CLI, API, snapshot, the helper's create, start, wait, remove.
+runs=()
+for i in $(seq 20); do
+    t0=$(date +%s.%N)
+    C container run --rm covey-test/saved true
+    runs+=("$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN {printf "%.1f", (b - a) * 1000}')")
+done
+echo "covey container run --rm true (CLI, daemon, helper; median of 20): $(printf '%s\n' "${runs[@]}" | sort -g | awk '{v[NR] = $1} END {print v[int((NR + 1) / 2)]}') ms"
 rss() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 before=$(( $(rss "$DPID") + $(rss "$HELPER") ))
 t0=$(date +%s.%N)

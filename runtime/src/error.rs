@@ -18,6 +18,12 @@ pub enum RuntimeError {
     MountTarget(String),
     #[error("invalid {what}: {value}")]
     Resource { what: &'static str, value: String },
+    #[error("cannot set {what}: this kernel has no {controller} cgroup controller; {hint}")]
+    ControllerMissing {
+        controller: &'static str,
+        what: &'static str,
+        hint: String,
+    },
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,

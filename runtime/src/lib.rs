@@ -8,16 +8,20 @@
 //!   `/etc` files ([`etc`]).
 //! - [`container`]: the lifecycle through libcontainer.
 //! - [`seccomp`]: the default seccomp profile.
+//! - [`cgroups`]: the controllers a container's limits need, checked up front.
+//! - [`network`]: loopback up in a container's own network namespace.
 //! - [`helper`]: the single-threaded process that makes containers for the daemon.
 //!
 //! Architecture invariant: the only crate that names libcontainer types.
 
+pub mod cgroups;
 pub mod config;
 pub mod container;
 pub mod defaults;
 mod error;
 pub mod etc;
 pub mod helper;
+pub mod network;
 pub mod seccomp;
 pub mod spec;
 pub mod user;

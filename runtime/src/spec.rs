@@ -321,6 +321,7 @@ fn nofile_limit() -> u64 {
 
 fn resources(cfg: &ContainerConfig) -> Result<oci_spec::runtime::LinuxResources, RuntimeError> {
     let r = &cfg.resources;
+    crate::cgroups::check(Path::new(crate::cgroups::ROOT), r)?;
     let mut devices = vec![LinuxDeviceCgroupBuilder::default()
         .allow(false)
         .access("rwm")

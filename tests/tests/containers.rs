@@ -252,6 +252,61 @@ fn exec_runs_in_the_container_with_its_environment() {
 }
 
 #[test]
+fn mounts_loopback_and_pids_limit_hold() {
+    let node = node("mounts");
+    let host = tempfile::tempdir().unwrap();
+    std::fs::write(host.path().join("greeting"), "from the host").unwrap();
+    let bind = format!("{}:/data:ro", host.path().display());
+    let script = "cat /data/greeting; echo; touch /data/x 2>/dev/null || echo data-ro; \
+                  grep -c ' /scratch tmpfs' /proc/mounts; touch /rootfile 2>/dev/null || echo root-ro; \
+                  echo hi > /scratch/ok && cat /scratch/ok; ip addr show lo | grep -c 'inet 127.0.0.1'";
+    let o = node.docker(&[
+        "run",
+        "--rm",
+        "-v",
+        &bind,
+        "--tmpfs",
+        "/scratch:size=1m",
+        "--read-only",
+        "covey-test/saved",
+        "sh",
+        "-c",
+        script,
+    ]);
+    assert_eq!(ok(&node, o), "from the host\ndata-ro\n1\nroot-ro\nhi\n1\n");
+
+    // 20 background sleeps: under a limit of 8 pids the shell cannot fork them all (ash
+    // gives up with "can't fork"); under 100 it can.
+    let script = "for i in $(seq 20); do sleep 1 & done; wait";
+    let o = node.docker(&[
+        "run",
+        "--rm",
+        "--pids-limit",
+        "8",
+        "covey-test/saved",
+        "sh",
+        "-c",
+        script,
+    ]);
+    assert!(
+        !o.status.success() && stderr(&o).contains("fork"),
+        "the pids limit did not hold: {}",
+        stderr(&o)
+    );
+    let o = node.docker(&[
+        "run",
+        "--rm",
+        "--pids-limit",
+        "100",
+        "covey-test/saved",
+        "sh",
+        "-c",
+        script,
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
+#[test]
 fn memory_limit_kills_and_is_reported() {
     let node = node("oom");
     let o = node.covey(&[

@@ -350,6 +350,14 @@ impl Containers {
             Err(e) => return Err(self.start_failed(&c, e).await),
         };
         let exited = self.reaper.watch(pid);
+        if r.config.network == covey_runtime::NetworkMode::None {
+            // Created, not yet started: the command will find loopback up.
+            let up =
+                tokio::task::spawn_blocking(move || covey_runtime::network::loopback_up(pid)).await;
+            if let Ok(Err(e)) = up {
+                tracing::warn!(container = %id, "bringing loopback up: {e}");
+            }
+        }
         let live = c.live.clone();
         let log = c.log.clone();
         let pumping = c.pumping.clone();
