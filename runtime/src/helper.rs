@@ -1,14 +1,21 @@
 //! The runtime helper: one single-threaded process, started by the daemon at boot, that
-//! makes containers for it. libcontainer clones without glibc's fork handlers, which is
-//! safe only in a process with one thread; the daemon has many. Building `as_sibling`, the
-//! helper makes each container's init a child of the daemon, which reaps it.
+//! makes containers (and execs) for it. libcontainer clones without glibc's fork handlers,
+//! which is safe only in a process with one thread; the daemon has many. Building
+//! `as_sibling`, the helper makes each container's init a child of the daemon, which reaps
+//! it.
 //!
-//! Wire: a `SOCK_SEQPACKET` socket pair (message boundaries kept); a request is one JSON
-//! message with the container's stdio as `SCM_RIGHTS`; a reply is one JSON message.
-//! Only `create` comes here: start, kill, state and delete do not clone.
+//! The helper also keeps a copy of each running container's stdout and stderr pipes. When
+//! the daemon goes (an upgrade, a crash), the helper stays, so the pipes keep a reader and
+//! no container dies of SIGPIPE; it hands them to the next daemon over its keep socket in
+//! the exec root, and exits.
+//!
+//! Wire: `SOCK_SEQPACKET` (message boundaries kept); one JSON message a request or reply,
+//! descriptors as `SCM_RIGHTS`.
 
+use std::collections::HashMap;
 use std::io::{IoSlice, IoSliceMut};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::sync::Mutex;
@@ -27,98 +34,221 @@ const MAX_MESSAGE: usize = 64 * 1024;
 pub const HELPER_FD: RawFd = 3;
 
 #[derive(Serialize, Deserialize)]
-struct Request {
-    root: PathBuf,
-    id: String,
-    /// Which of stdin, stdout, stderr come as descriptors, in that order.
-    stdio: [bool; 3],
-    /// A process to run in the container; none to create the container itself.
-    #[serde(default)]
-    exec: Option<ExecSpec>,
+#[serde(tag = "op", rename_all = "lowercase")]
+enum Request {
+    /// Create container `id` from its bundle; stdio says which of stdin, stdout, stderr
+    /// come as descriptors, in that order.
+    Create {
+        root: PathBuf,
+        id: String,
+        stdio: [bool; 3],
+    },
+    Exec {
+        root: PathBuf,
+        id: String,
+        stdio: [bool; 3],
+        spec: ExecSpec,
+    },
+    /// Keep the descriptors that come with it (the container's pipes' read ends).
+    Keep {
+        id: String,
+    },
+    Forget {
+        id: String,
+    },
+    /// From the next daemon, on the keep socket: every kept pipe, then `Done`.
+    Handover,
 }
 
 #[derive(Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(tag = "reply", rename_all = "lowercase")]
 enum Reply {
     Created { pid: i32 },
     Failed { message: String },
+    Ok,
+    Kept { id: String },
+    Done,
 }
 
-fn io(path: &str) -> impl FnOnce(nix::Error) -> RuntimeError + '_ {
+fn io(what: &str) -> impl FnOnce(nix::Error) -> RuntimeError + '_ {
     move |e| RuntimeError::Io {
-        path: PathBuf::from(path),
+        path: PathBuf::from(what),
         source: e.into(),
     }
 }
 
-/// The helper's loop: serves requests on `HELPER_FD` until the daemon closes its end.
-/// Called by the binary before any thread is started.
-pub fn serve() -> Result<(), RuntimeError> {
+/// Sends one message; MSG_NOSIGNAL so a peer that went away is an error, not SIGPIPE.
+fn send(sock: RawFd, msg: &impl Serialize, fds: &[RawFd]) -> nix::Result<()> {
+    let body = serde_json::to_vec(msg).unwrap_or_default();
+    let cmsgs = if fds.is_empty() {
+        vec![]
+    } else {
+        vec![ControlMessage::ScmRights(fds)]
+    };
+    sendmsg::<()>(
+        sock,
+        &[IoSlice::new(&body)],
+        &cmsgs,
+        MsgFlags::MSG_NOSIGNAL,
+        None,
+    )
+    .map(|_| ())
+}
+
+/// Receives one message and its descriptors; `None` at end of stream.
+fn recv<T: for<'de> Deserialize<'de>>(
+    sock: RawFd,
+) -> Result<Option<(T, Vec<OwnedFd>)>, RuntimeError> {
+    let mut buf = vec![0u8; MAX_MESSAGE];
+    let mut cmsg = nix::cmsg_space!([RawFd; 8]);
+    let mut iov = [IoSliceMut::new(&mut buf)];
+    let msg = recvmsg::<()>(sock, &mut iov, Some(&mut cmsg), MsgFlags::MSG_CMSG_CLOEXEC)
+        .map_err(io("runtime helper socket"))?;
+    let mut fds = Vec::new();
+    for c in msg.cmsgs().map_err(io("runtime helper socket"))? {
+        if let ControlMessageOwned::ScmRights(raw) = c {
+            // SAFETY: descriptors received by SCM_RIGHTS are new and ours alone.
+            fds.extend(
+                raw.into_iter()
+                    .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }),
+            );
+        }
+    }
+    let len = msg.bytes;
+    if len == 0 {
+        return Ok(None);
+    }
+    let parsed = serde_json::from_slice(&buf[..len]).map_err(|e| {
+        RuntimeError::Helper(format!(
+            "malformed message on the runtime helper socket: {e}"
+        ))
+    })?;
+    Ok(Some((parsed, fds)))
+}
+
+/// The helper's main: serves the daemon on `HELPER_FD` until it goes, then holds the kept
+/// pipes for the next daemon on `keep_socket`. Called before any thread is started.
+pub fn serve(keep_socket: Option<&Path>) -> Result<(), RuntimeError> {
+    reset_signals();
+    // Bound now, not when the daemon goes: a next daemon may come at any moment after.
+    let listener = match keep_socket {
+        Some(p) => {
+            let _ = std::fs::remove_file(p);
+            Some(UnixListener::bind(p).map_err(|source| RuntimeError::Io {
+                path: p.to_path_buf(),
+                source,
+            })?)
+        }
+        None => None,
+    };
     // SAFETY: the daemon passes the socket as fd 3 and nothing else in this process owns it.
     let sock = unsafe { OwnedFd::from_raw_fd(HELPER_FD) };
-    let mut buf = vec![0u8; MAX_MESSAGE];
-    loop {
-        let mut cmsg = nix::cmsg_space!([RawFd; 3]);
-        let (len, fds) = {
-            let mut iov = [IoSliceMut::new(&mut buf)];
-            let msg = recvmsg::<()>(
-                sock.as_raw_fd(),
-                &mut iov,
-                Some(&mut cmsg),
-                MsgFlags::MSG_CMSG_CLOEXEC,
-            )
-            .map_err(io("runtime helper socket"))?;
-            let mut fds: Vec<OwnedFd> = Vec::new();
-            for c in msg.cmsgs().map_err(io("runtime helper socket"))? {
-                if let ControlMessageOwned::ScmRights(raw) = c {
-                    // SAFETY: descriptors received by SCM_RIGHTS are new and ours alone.
-                    fds.extend(
-                        raw.into_iter()
-                            .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }),
-                    );
-                }
+    let mut kept: HashMap<String, Vec<OwnedFd>> = HashMap::new();
+    while let Some((req, fds)) = recv::<Request>(sock.as_raw_fd())? {
+        let reply = match req {
+            Request::Create { root, id, stdio } => made(
+                Runtime::new(&root)
+                    .and_then(|rt| rt.create_from_bundle(&id, take(stdio, fds), true)),
+            ),
+            Request::Exec {
+                root,
+                id,
+                stdio,
+                spec,
+            } => {
+                made(Runtime::new(&root).and_then(|rt| rt.exec(&id, &spec, take(stdio, fds), true)))
             }
-            (msg.bytes, fds)
-        };
-        if len == 0 {
-            return Ok(()); // the daemon is gone
-        }
-        let reply = match serde_json::from_slice::<Request>(&buf[..len]) {
-            Ok(req) => handle(req, fds),
-            Err(e) => Reply::Failed {
-                message: format!("malformed request: {e}"),
+            Request::Keep { id } => {
+                kept.insert(id, fds);
+                Reply::Ok
+            }
+            Request::Forget { id } => {
+                kept.remove(&id);
+                Reply::Ok
+            }
+            Request::Handover => Reply::Failed {
+                message: "handover is asked on the keep socket".into(),
             },
         };
-        let bytes = serde_json::to_vec(&reply).unwrap_or_default();
-        sendmsg::<()>(
-            sock.as_raw_fd(),
-            &[IoSlice::new(&bytes)],
-            &[],
-            MsgFlags::empty(),
-            None,
-        )
-        .map_err(io("runtime helper socket"))?;
+        if send(sock.as_raw_fd(), &reply, &[]).is_err() {
+            break;
+        }
+    }
+    // The daemon is gone.
+    let (Some(listener), false) = (listener, kept.is_empty()) else {
+        return Ok(());
+    };
+    let (next, _) = listener.accept().map_err(|source| RuntimeError::Io {
+        path: PathBuf::from("keep socket"),
+        source,
+    })?;
+    if let Some((Request::Handover, _)) = recv::<Request>(next.as_raw_fd())? {
+        for (id, fds) in &kept {
+            let raw: Vec<RawFd> = fds.iter().map(AsRawFd::as_raw_fd).collect();
+            send(next.as_raw_fd(), &Reply::Kept { id: id.clone() }, &raw)
+                .map_err(io("keep socket"))?;
+        }
+        send(next.as_raw_fd(), &Reply::Done, &[]).map_err(io("keep socket"))?;
+    }
+    if let Some(p) = keep_socket {
+        let _ = std::fs::remove_file(p);
+    }
+    Ok(())
+}
+
+fn take(stdio: [bool; 3], fds: Vec<OwnedFd>) -> Stdio {
+    let mut fds = fds.into_iter();
+    let mut next = |wanted: bool| if wanted { fds.next() } else { None };
+    Stdio {
+        stdin: next(stdio[0]),
+        stdout: next(stdio[1]),
+        stderr: next(stdio[2]),
     }
 }
 
-fn handle(req: Request, fds: Vec<OwnedFd>) -> Reply {
-    let mut fds = fds.into_iter();
-    let mut take = |wanted: bool| if wanted { fds.next() } else { None };
-    let stdio = Stdio {
-        stdin: take(req.stdio[0]),
-        stdout: take(req.stdio[1]),
-        stderr: take(req.stdio[2]),
-    };
-    let made = Runtime::new(&req.root).and_then(|rt| match &req.exec {
-        Some(spec) => rt.exec(&req.id, spec, stdio, true),
-        None => rt.create_from_bundle(&req.id, stdio, true),
-    });
-    match made {
+fn made(r: Result<i32, RuntimeError>) -> Reply {
+    match r {
         Ok(pid) => Reply::Created { pid },
         Err(e) => Reply::Failed {
             message: e.to_string(),
         },
     }
+}
+
+/// Containers get default signal dispositions and an empty mask, as under Docker: the
+/// daemon's (Rust ignores SIGPIPE; a shell that started it may ignore SIGINT) would pass on
+/// through exec, and `yes | head` would never end.
+fn reset_signals() {
+    use nix::sys::signal::{signal, sigprocmask, SigHandler, SigSet, SigmaskHow, Signal};
+    for sig in Signal::iterator() {
+        if sig != Signal::SIGKILL && sig != Signal::SIGSTOP {
+            // SAFETY: installing SIG_DFL runs no handler code.
+            let _ = unsafe { signal(sig, SigHandler::SigDfl) };
+        }
+    }
+    let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
+}
+
+/// The pipes a previous helper kept, by container, from its keep socket. Empty if there is
+/// no previous helper.
+pub fn take_over(keep_socket: &Path) -> HashMap<String, Vec<OwnedFd>> {
+    let mut out = HashMap::new();
+    let Ok(stream) = UnixStream::connect(keep_socket) else {
+        let _ = std::fs::remove_file(keep_socket);
+        return out;
+    };
+    if send(stream.as_raw_fd(), &Request::Handover, &[]).is_err() {
+        return out;
+    }
+    while let Ok(Some((reply, fds))) = recv::<Reply>(stream.as_raw_fd()) {
+        match reply {
+            Reply::Kept { id } => {
+                out.insert(id, fds);
+            }
+            _ => break,
+        }
+    }
+    out
 }
 
 /// The daemon's side: the helper process and its socket. One request at a time.
@@ -175,7 +305,12 @@ impl Helper {
 
     /// Creates container `id` from its bundle under `root`. Blocking.
     pub fn create(&self, root: &Path, id: &str, stdio: Stdio) -> Result<i32, RuntimeError> {
-        self.request(root, id, None, stdio)
+        let req = Request::Create {
+            root: root.to_path_buf(),
+            id: id.to_string(),
+            stdio: mask(&stdio),
+        };
+        self.request(&req, &stdio)
     }
 
     /// Runs `spec` in the running container `id`. Blocking.
@@ -186,66 +321,55 @@ impl Helper {
         spec: &ExecSpec,
         stdio: Stdio,
     ) -> Result<i32, RuntimeError> {
-        self.request(root, id, Some(spec.clone()), stdio)
-    }
-
-    fn request(
-        &self,
-        root: &Path,
-        id: &str,
-        exec: Option<ExecSpec>,
-        stdio: Stdio,
-    ) -> Result<i32, RuntimeError> {
-        let req = Request {
+        let req = Request::Exec {
             root: root.to_path_buf(),
             id: id.to_string(),
-            stdio: [
-                stdio.stdin.is_some(),
-                stdio.stdout.is_some(),
-                stdio.stderr.is_some(),
-            ],
-            exec,
+            stdio: mask(&stdio),
+            spec: spec.clone(),
         };
-        let body = serde_json::to_vec(&req).map_err(|e| RuntimeError::Io {
-            path: PathBuf::from("runtime helper"),
-            source: e.into(),
-        })?;
+        self.request(&req, &stdio)
+    }
+
+    /// Has the helper keep `pipes` (read ends) for container `id`, for a next daemon.
+    pub fn keep(&self, id: &str, pipes: &[OwnedFd]) -> Result<(), RuntimeError> {
+        let raw: Vec<RawFd> = pipes.iter().map(AsRawFd::as_raw_fd).collect();
+        self.call(&Request::Keep { id: id.to_string() }, &raw)
+            .map(|_| ())
+    }
+
+    pub fn forget(&self, id: &str) -> Result<(), RuntimeError> {
+        self.call(&Request::Forget { id: id.to_string() }, &[])
+            .map(|_| ())
+    }
+
+    fn request(&self, req: &Request, stdio: &Stdio) -> Result<i32, RuntimeError> {
         let fds: Vec<RawFd> = [&stdio.stdin, &stdio.stdout, &stdio.stderr]
             .iter()
             .filter_map(|f| f.as_ref().map(|f| f.as_raw_fd()))
             .collect();
-        let sock = self.sock.lock().unwrap_or_else(|p| p.into_inner());
-        let cmsgs = if fds.is_empty() {
-            vec![]
-        } else {
-            vec![ControlMessage::ScmRights(&fds)]
-        };
-        sendmsg::<()>(
-            sock.as_raw_fd(),
-            &[IoSlice::new(&body)],
-            &cmsgs,
-            MsgFlags::empty(),
-            None,
-        )
-        .map_err(io("runtime helper socket"))?;
-        drop(stdio); // the helper has its own copies now
-        let mut buf = vec![0u8; MAX_MESSAGE];
-        let len = {
-            let mut iov = [IoSliceMut::new(&mut buf)];
-            recvmsg::<()>(sock.as_raw_fd(), &mut iov, None, MsgFlags::empty())
-                .map_err(io("runtime helper socket"))?
-                .bytes
-        };
-        if len == 0 {
-            return Err(RuntimeError::Io {
-                path: PathBuf::from("runtime helper"),
-                source: std::io::Error::other("the runtime helper exited"),
-            });
-        }
-        match serde_json::from_slice::<Reply>(&buf[..len]) {
-            Ok(Reply::Created { pid }) => Ok(pid),
-            Ok(Reply::Failed { message }) => Err(RuntimeError::Helper(message)),
-            Err(e) => Err(RuntimeError::Helper(format!("malformed reply: {e}"))),
+        match self.call(req, &fds)? {
+            Reply::Created { pid } => Ok(pid),
+            Reply::Failed { message } => Err(RuntimeError::Helper(message)),
+            _ => Err(RuntimeError::Helper(
+                "unexpected reply from the runtime helper".into(),
+            )),
         }
     }
+
+    fn call(&self, req: &Request, fds: &[RawFd]) -> Result<Reply, RuntimeError> {
+        let sock = self.sock.lock().unwrap_or_else(|p| p.into_inner());
+        send(sock.as_raw_fd(), req, fds).map_err(io("runtime helper socket"))?;
+        match recv::<Reply>(sock.as_raw_fd())? {
+            Some((reply, _)) => Ok(reply),
+            None => Err(RuntimeError::Helper("the runtime helper exited".into())),
+        }
+    }
+}
+
+fn mask(stdio: &Stdio) -> [bool; 3] {
+    [
+        stdio.stdin.is_some(),
+        stdio.stdout.is_some(),
+        stdio.stderr.is_some(),
+    ]
 }

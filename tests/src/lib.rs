@@ -345,6 +345,12 @@ impl Daemon {
 
 impl Drop for Daemon {
     fn drop(&mut self) {
+        // The daemon leaves containers running when it stops, by design: a test removes
+        // its own, so nothing outlives it.
+        let ids = self.covey(&["container", "ls", "-aq"]);
+        for id in String::from_utf8_lossy(&ids.stdout).split_whitespace() {
+            let _ = self.covey(&["container", "rm", "-f", id]);
+        }
         self.stop();
     }
 }

@@ -375,18 +375,93 @@ fn containers_outlive_a_daemon_restart() {
         "--name",
         "survivor",
         "covey-test/saved",
-        "sleep",
-        "300",
+        "sh",
+        "-c",
+        "i=0; while true; do i=$((i+1)); echo tick $i; sleep 0.1; done",
     ]);
     let pid = inspect(&node, "survivor")["State"]["Pid"].as_i64().unwrap() as i32;
+    std::thread::sleep(std::time::Duration::from_millis(300));
     node.restart().unwrap();
+    // Alive: it kept printing while no daemon read its pipes, which the helper held.
+    std::thread::sleep(std::time::Duration::from_millis(500));
     assert!(
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok(),
         "the container died with the daemon"
     );
     let ps = node.covey_ok(&["container", "ls"]);
     assert!(ps.contains("survivor") && ps.contains("Up"), "{ps}");
+    // Its log goes on after the restart, with nothing lost in between.
+    let count = || {
+        node.covey_ok(&["container", "logs", "survivor"])
+            .lines()
+            .count()
+    };
+    let before = count();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let after = count();
+    assert!(
+        after > before,
+        "the log did not grow after the restart ({before} then {after} lines)"
+    );
+    let logs = node.covey_ok(&["container", "logs", "survivor"]);
+    let numbers: Vec<u64> = logs
+        .lines()
+        .filter_map(|l| l.strip_prefix("tick ")?.parse().ok())
+        .collect();
+    assert!(
+        numbers.windows(2).all(|w| w[1] == w[0] + 1),
+        "lines lost across the restart: {numbers:?}"
+    );
     node.covey_ok(&["container", "rm", "-f", "survivor"]);
     assert!(node.covey_ok(&["container", "ls", "-aq"]).trim().is_empty());
     nothing_left(id.trim(), Some(pid));
+}
+
+#[test]
+fn signals_are_as_under_docker() {
+    let node = node("signals");
+    // The container's init starts with no signal ignored (the daemon, a Rust program,
+    // ignores SIGPIPE, and an ignored signal would pass through exec).
+    node.covey_ok(&[
+        "container",
+        "run",
+        "-d",
+        "--name",
+        "sigs",
+        "covey-test/saved",
+        "sleep",
+        "60",
+    ]);
+    let pid = inspect(&node, "sigs")["State"]["Pid"].as_i64().unwrap();
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let ignored = status
+        .lines()
+        .find_map(|l| l.strip_prefix("SigIgn:"))
+        .and_then(|m| u64::from_str_radix(m.trim(), 16).ok())
+        .unwrap_or(u64::MAX);
+    // The 31 standard signals; realtime 32 and 33 are glibc's own, which it manages itself.
+    assert_eq!(
+        ignored & 0x7fff_ffff,
+        0,
+        "ignored signals in the container: {ignored:#x}"
+    );
+    // So `yes` ends when `head` does.
+    let o = node.covey(&[
+        "container",
+        "run",
+        "--rm",
+        "covey-test/saved",
+        "timeout",
+        "5",
+        "sh",
+        "-c",
+        "yes | head -n 1",
+    ]);
+    assert_eq!(
+        (o.status.code(), stdout(&o).as_str()),
+        (Some(0), "y\n"),
+        "{}",
+        stderr(&o)
+    );
+    node.covey_ok(&["container", "rm", "-f", "sigs"]);
 }

@@ -44,19 +44,26 @@ enum Command {
     Version(version::VersionArgs),
     /// The daemon's single-threaded helper that makes containers (started by the daemon).
     #[command(hide = true)]
-    RuntimeHelper,
+    RuntimeHelper {
+        /// Where the helper waits, once the daemon is gone, to hand the pipes it keeps to the next.
+        #[arg(long)]
+        keep_socket: Option<std::path::PathBuf>,
+    },
 }
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(
         cli.debug,
-        matches!(cli.command, Command::Daemon(_) | Command::RuntimeHelper),
+        matches!(
+            cli.command,
+            Command::Daemon(_) | Command::RuntimeHelper { .. }
+        ),
     );
     // Before any thread exists: the helper must stay single-threaded (see the runtime's
     // helper module).
-    if let Command::RuntimeHelper = cli.command {
-        return match covey_runtime::helper::serve() {
+    if let Command::RuntimeHelper { keep_socket } = &cli.command {
+        return match covey_runtime::helper::serve(keep_socket.as_deref()) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("covey runtime helper: {e}");
@@ -84,7 +91,7 @@ pub fn main() -> ExitCode {
             Command::Container(cmd) => {
                 container::run(cmd, &Client::from_env(cli.host.as_deref())?).await
             }
-            Command::RuntimeHelper => Ok(()),
+            Command::RuntimeHelper { .. } => Ok(()),
         }
     });
     match result {

@@ -1,8 +1,9 @@
 //! Containers a previous daemon left running. They kept running (their init was the old
-//! daemon's child and passed to the system's init), so this daemon is not their parent
-//! and cannot collect their exit status: it watches them through a pidfd and records the
-//! exit as unknown. Collecting real exit codes across restarts needs covey's own init in
-//! each container (the runtime issue's next step).
+//! daemon's child and passed to the system's init), and their output waited in their pipes,
+//! which the runtime helper kept and handed over: this daemon reads them again. It is not
+//! their parent, so it cannot collect their exit status: it watches them through a pidfd
+//! and records the exit as unknown. Real exit codes across restarts need covey's own init
+//! in each container (the runtime issue's next step).
 
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::sync::Arc;
@@ -14,7 +15,7 @@ use super::{Container, Containers};
 /// Docker's code for an exit it could not observe.
 const UNKNOWN_EXIT: i32 = 255;
 
-pub fn adopt(containers: Arc<Containers>, c: Arc<Container>) {
+pub fn adopt(containers: Arc<Containers>, c: Arc<Container>, pipes: Option<Vec<OwnedFd>>) {
     let r = c.snapshot();
     let Some(pid) = r.pid else { return };
     // The pid may have been reused since: it must still be in the container's cgroup.
@@ -22,6 +23,12 @@ pub fn adopt(containers: Arc<Containers>, c: Arc<Container>) {
         .is_ok_and(|cg| cg.contains(&format!("/covey/{}", r.id)));
     let pidfd = if ours { pidfd_open(pid) } else { None };
     tokio::spawn(async move {
+        if let (Some(_), Some(mut p)) = (&pidfd, pipes) {
+            if p.len() == 2 {
+                let (out, err) = (p.remove(0), p.remove(0));
+                containers.read_output(&c, out, err).await;
+            }
+        }
         let lost =
             "exit status unknown: the container exited while the daemon was restarting".to_string();
         match pidfd {

@@ -154,8 +154,16 @@ impl Containers {
             .context("becoming the containers' subreaper")?;
         let exe =
             std::env::current_exe().context("finding the covey binary for the runtime helper")?;
-        let helper =
-            Helper::spawn(&exe, &["runtime-helper"]).context("starting the runtime helper")?;
+        // Pipes of running containers that the previous daemon's helper kept, then a helper
+        // of our own on the same keep socket.
+        let keep_socket = exec_root.join("runtime-helper.sock");
+        let keep = keep_socket.clone();
+        let pipes = tokio::task::spawn_blocking(move || covey_runtime::helper::take_over(&keep))
+            .await
+            .unwrap_or_default();
+        let keep_arg = keep_socket.display().to_string();
+        let helper = Helper::spawn(&exe, &["runtime-helper", "--keep-socket", &keep_arg])
+            .context("starting the runtime helper")?;
         let me = Arc::new(Self {
             dir,
             runtime_root,
@@ -166,11 +174,11 @@ impl Containers {
             table: Mutex::new(HashMap::new()),
             execs: Mutex::new(HashMap::new()),
         });
-        me.load_records();
+        me.load_records(pipes);
         Ok(me)
     }
 
-    fn load_records(self: &Arc<Self>) {
+    fn load_records(self: &Arc<Self>, mut pipes: HashMap<String, Vec<std::os::fd::OwnedFd>>) {
         let Ok(entries) = std::fs::read_dir(&self.dir) else {
             return;
         };
@@ -180,7 +188,7 @@ impl Containers {
                     let c = Arc::new(Container::new(r.clone(), e.path()));
                     self.table().insert(r.id.clone(), c.clone());
                     if r.status == Status::Running {
-                        adopt::adopt(self.clone(), c);
+                        adopt::adopt(self.clone(), c, pipes.remove(&r.id));
                     }
                 }
                 Err(err) => {
@@ -358,17 +366,7 @@ impl Containers {
                 tracing::warn!(container = %id, "bringing loopback up: {e}");
             }
         }
-        let live = c.live.clone();
-        let log = c.log.clone();
-        let pumping = c.pumping.clone();
-        pumping.send_replace(true);
-        tokio::spawn(async move {
-            let o = logs::pump(out_r, Stream::Stdout, log.clone(), live.clone());
-            let e = logs::pump(err_r, Stream::Stderr, log, live.clone());
-            tokio::join!(o, e);
-            pumping.send_replace(false);
-            let _ = live.send(Output::End);
-        });
+        self.read_output(&c, out_r, err_r).await;
         let me = self.clone();
         let id2 = id.clone();
         let started = tokio::task::spawn_blocking(move || me.runtime.start(&id2))
@@ -393,6 +391,41 @@ impl Containers {
         Ok(())
     }
 
+    /// Reads a run's stdout and stderr into the log and to attached clients, and has the
+    /// helper keep copies of the pipes, so that they outlive this daemon if it goes first.
+    async fn read_output(
+        self: &Arc<Self>,
+        c: &Arc<Container>,
+        out_r: std::os::fd::OwnedFd,
+        err_r: std::os::fd::OwnedFd,
+    ) {
+        let id = c.snapshot().id;
+        match (out_r.try_clone(), err_r.try_clone()) {
+            (Ok(o), Ok(e)) => {
+                let me = self.clone();
+                let id = id.clone();
+                let kept = tokio::task::spawn_blocking(move || me.helper.keep(&id, &[o, e])).await;
+                if let Ok(Err(e)) = kept {
+                    tracing::warn!("the runtime helper cannot keep the container's pipes: {e}");
+                }
+            }
+            _ => {
+                tracing::warn!(container = %id, "cannot copy the container's pipes for the helper")
+            }
+        }
+        let live = c.live.clone();
+        let log = c.log.clone();
+        let pumping = c.pumping.clone();
+        pumping.send_replace(true);
+        tokio::spawn(async move {
+            let o = logs::pump(out_r, Stream::Stdout, log.clone(), live.clone());
+            let e = logs::pump(err_r, Stream::Stderr, log, live.clone());
+            tokio::join!(o, e);
+            pumping.send_replace(false);
+            let _ = live.send(Output::End);
+        });
+    }
+
     /// Cleans up after a start that failed, and removes the container if it asked to be
     /// removed when done, as dockerd does.
     async fn start_failed(self: &Arc<Self>, c: &Arc<Container>, e: RuntimeError) -> ContainerError {
@@ -412,6 +445,8 @@ impl Containers {
     async fn exited(self: &Arc<Self>, id: &str, code: i32, error: Option<String>) {
         let Ok(c) = self.get(id) else { return };
         let oom = self.runtime.oom_killed(id);
+        let (me, id2) = (self.clone(), id.to_string());
+        let _ = tokio::task::spawn_blocking(move || me.helper.forget(&id2)).await;
         c.update(|r| {
             r.status = Status::Exited;
             r.oom_killed = oom;
