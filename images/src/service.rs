@@ -356,6 +356,11 @@ impl ImageService {
         Ok(tokio::task::block_in_place(|| self.snapshots.remove(id))?)
     }
 
+    /// The IDs of every snapshot (container root filesystem) there is.
+    pub fn snapshot_ids(&self) -> Result<Vec<String>, Error> {
+        Ok(self.snapshots.list()?.into_iter().map(|s| s.id).collect())
+    }
+
     pub fn snapshot(&self, id: &str) -> Result<Snapshot, Error> {
         Ok(self.snapshots.get(id)?)
     }

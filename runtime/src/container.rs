@@ -243,6 +243,24 @@ impl Runtime {
             .map_err(Self::err(id))
     }
 
+    /// Every container this runtime has state or a bundle for, for sweeping what a crash
+    /// left.
+    pub fn known(&self) -> Vec<String> {
+        let mut ids: Vec<String> = [&self.state_root, &self.bundles]
+            .iter()
+            .filter_map(|d| std::fs::read_dir(d).ok())
+            .flat_map(|entries| {
+                entries
+                    .flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+            })
+            .filter(|id| check_id(id).is_ok())
+            .collect();
+        ids.sort();
+        ids.dedup();
+        ids
+    }
+
     /// Whether libcontainer has state for `id` (a container made and not yet deleted).
     pub fn exists(&self, id: &str) -> bool {
         check_id(id).is_ok() && self.state_root.join(id).exists()

@@ -418,6 +418,36 @@ fn containers_outlive_a_daemon_restart() {
 }
 
 #[test]
+fn a_restart_sweeps_what_a_crash_left() {
+    let mut node = node("sweep");
+    let made = node.covey_ok(&[
+        "container",
+        "run",
+        "-d",
+        "--name",
+        "victim",
+        "covey-test/saved",
+        "sleep",
+        "60",
+    ]);
+    let made = made.trim().to_string();
+    // A crash between making a container and recording it: the record is gone, its
+    // runtime state, cgroup and root filesystem are not.
+    node.covey_ok(&["container", "kill", "victim"]);
+    node.covey_ok(&["container", "wait", "victim"]);
+    std::fs::remove_dir_all(node.data().join("containers").join(&made)).unwrap();
+    node.restart().unwrap();
+    assert!(node.covey_ok(&["container", "ls", "-aq"]).trim().is_empty());
+    nothing_left(&made, None);
+    assert!(!node
+        .root
+        .path()
+        .join("run/runtime/bundles")
+        .join(&made)
+        .exists());
+}
+
+#[test]
 fn signals_are_as_under_docker() {
     let node = node("signals");
     // The container's init starts with no signal ignored (the daemon, a Rust program,

@@ -43,13 +43,20 @@ pub struct Entry {
 /// The log file of one container, shared by its two pumps.
 pub struct LogFile {
     path: PathBuf,
+    max_bytes: u64,
+    /// The open file, shared by a container's two pumps.
     out: Mutex<Option<std::io::BufWriter<std::fs::File>>>,
 }
 
 impl LogFile {
     pub fn new(dir: &Path) -> Self {
+        Self::with_limit(dir, MAX_LOG_BYTES)
+    }
+
+    pub fn with_limit(dir: &Path, max_bytes: u64) -> Self {
         Self {
             path: dir.join("container.log"),
+            max_bytes,
             out: Mutex::new(None),
         }
     }
@@ -77,7 +84,7 @@ impl LogFile {
                 serde_json::to_writer(&mut *w, &entry)?;
                 w.write_all(b"\n")?;
                 w.flush()?;
-                if w.get_ref().metadata()?.len() > MAX_LOG_BYTES {
+                if w.get_ref().metadata()?.len() > self.max_bytes {
                     *out = None;
                     std::fs::rename(&self.path, self.path.with_extension("log.1"))?;
                 }
@@ -206,4 +213,67 @@ pub fn frame(stream: Stream, data: &[u8]) -> Bytes {
     v.extend_from_slice(&(data.len() as u32).to_be_bytes());
     v.extend_from_slice(data);
     Bytes::from(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rotates_by_size_and_reads_across_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = LogFile::with_limit(dir.path(), 4096);
+        for i in 0..200 {
+            log.write(
+                if i % 2 == 0 {
+                    Stream::Stdout
+                } else {
+                    Stream::Stderr
+                },
+                format!("line {i}\n").as_bytes(),
+            );
+        }
+        let current = std::fs::metadata(dir.path().join("container.log"))
+            .unwrap()
+            .len();
+        let older = std::fs::metadata(dir.path().join("container.log.1"))
+            .unwrap()
+            .len();
+        assert!(
+            current <= 4096 + 200 && older <= 4096 + 200,
+            "{current} {older}"
+        );
+        let all = read(
+            log.path(),
+            &ReadOptions {
+                stdout: true,
+                stderr: true,
+                ..Default::default()
+            },
+        );
+        // Only one older file is kept: the newest lines survive, in order.
+        let n: Vec<u32> = all
+            .iter()
+            .filter_map(|(_, l)| l.trim().strip_prefix("line ")?.parse().ok())
+            .collect();
+        assert_eq!(n.last(), Some(&199));
+        assert!(n.windows(2).all(|w| w[1] == w[0] + 1));
+        let tail = read(
+            log.path(),
+            &ReadOptions {
+                stdout: true,
+                stderr: false,
+                tail: Some(2),
+                ..Default::default()
+            },
+        );
+        assert_eq!(
+            tail.iter().map(|(_, l)| l.as_str()).collect::<Vec<_>>(),
+            vec!["line 196\n", "line 198\n"]
+        );
+        assert_eq!(
+            frame(Stream::Stderr, b"ab")[..],
+            [2, 0, 0, 0, 0, 0, 0, 2, b'a', b'b']
+        );
+    }
 }

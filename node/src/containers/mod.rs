@@ -175,6 +175,7 @@ impl Containers {
             execs: Mutex::new(HashMap::new()),
         });
         me.load_records(pipes);
+        me.sweep().await;
         Ok(me)
     }
 
@@ -193,6 +194,36 @@ impl Containers {
                 }
                 Err(err) => {
                     tracing::warn!(dir = %e.path().display(), "unreadable container record: {err}")
+                }
+            }
+        }
+    }
+
+    /// Removes what a crash left without a record: runtime state, bundles and cgroups of
+    /// containers that never got one, and their root filesystems (which hold mounts).
+    async fn sweep(&self) {
+        let known: std::collections::HashSet<String> = self.table().keys().cloned().collect();
+        let rt = self.runtime.clone();
+        let orphans: Vec<String> = rt
+            .known()
+            .into_iter()
+            .filter(|id| !known.contains(id))
+            .collect();
+        for id in &orphans {
+            tracing::info!(container = %id, "removing runtime state left without a container record");
+        }
+        let _ = tokio::task::spawn_blocking(move || {
+            for id in orphans {
+                let _ = rt.cleanup(&id);
+                let _ = rt.remove_bundle(&id);
+            }
+        })
+        .await;
+        for id in self.images.snapshot_ids().unwrap_or_default() {
+            if !known.contains(&id) {
+                tracing::info!(container = %id, "removing a root filesystem left without a container record");
+                if let Err(e) = self.images.remove_snapshot(&id).await {
+                    tracing::warn!(container = %id, "removing the orphaned root filesystem: {e}");
                 }
             }
         }
