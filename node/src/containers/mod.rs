@@ -460,9 +460,14 @@ impl Containers {
     /// Cleans up after a start that failed, and removes the container if it asked to be
     /// removed when done, as dockerd does.
     async fn start_failed(self: &Arc<Self>, c: &Arc<Container>, e: RuntimeError) -> ContainerError {
-        let (id, rt) = (c.snapshot().id, self.runtime.clone());
+        let (id, me) = (c.snapshot().id, self.clone());
         let id2 = id.clone();
-        let _ = tokio::task::spawn_blocking(move || rt.cleanup(&id2)).await;
+        let _ = tokio::task::spawn_blocking(move || {
+            // The helper may already keep this run's pipes.
+            let _ = me.helper.forget(&id2);
+            me.runtime.cleanup(&id2)
+        })
+        .await;
         c.update(|r| r.error = e.to_string());
         if c.snapshot().auto_remove {
             if let Err(err) = self.remove(&id, true).await {
