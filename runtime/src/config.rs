@@ -117,4 +117,8 @@ pub struct ContainerConfig {
     pub extra_hosts: Vec<(String, String)>,
     /// Resolvers for `/etc/resolv.conf`; the host's when empty.
     pub dns: Vec<String>,
+    /// A terminal (`-t`): the container's stdio is a pty whose master the caller gets
+    /// through a console socket.
+    #[serde(default)]
+    pub tty: bool,
 }

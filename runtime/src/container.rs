@@ -137,7 +137,7 @@ impl Runtime {
     /// the daemon's own children).
     pub fn create(&self, id: &str, spec: &Spec, stdio: Stdio) -> Result<i32, RuntimeError> {
         self.write_bundle(id, spec)?;
-        self.create_from_bundle(id, stdio, false)
+        self.create_from_bundle(id, stdio, false, None)
     }
 
     /// `create` from a bundle already written.
@@ -146,10 +146,12 @@ impl Runtime {
         id: &str,
         stdio: Stdio,
         as_sibling: bool,
+        console_socket: Option<&Path>,
     ) -> Result<i32, RuntimeError> {
         let bundle = self.container_dir(id)?;
         let container = self
             .builder(id, stdio)?
+            .with_console_socket(console_socket)
             .as_init(&bundle)
             .as_sibling(as_sibling)
             .with_systemd(false)

@@ -42,6 +42,9 @@ enum Request {
         root: PathBuf,
         id: String,
         stdio: [bool; 3],
+        /// Where to send the pty master, for a container with a terminal.
+        #[serde(default)]
+        console: Option<PathBuf>,
     },
     Exec {
         root: PathBuf,
@@ -146,10 +149,14 @@ pub fn serve(keep_socket: Option<&Path>) -> Result<(), RuntimeError> {
     let mut kept: HashMap<String, Vec<OwnedFd>> = HashMap::new();
     while let Some((req, fds)) = recv::<Request>(sock.as_raw_fd())? {
         let reply = match req {
-            Request::Create { root, id, stdio } => made(
-                Runtime::new(&root)
-                    .and_then(|rt| rt.create_from_bundle(&id, take(stdio, fds), true)),
-            ),
+            Request::Create {
+                root,
+                id,
+                stdio,
+                console,
+            } => made(Runtime::new(&root).and_then(|rt| {
+                rt.create_from_bundle(&id, take(stdio, fds), true, console.as_deref())
+            })),
             Request::Exec {
                 root,
                 id,
@@ -304,11 +311,18 @@ impl Helper {
     }
 
     /// Creates container `id` from its bundle under `root`. Blocking.
-    pub fn create(&self, root: &Path, id: &str, stdio: Stdio) -> Result<i32, RuntimeError> {
+    pub fn create(
+        &self,
+        root: &Path,
+        id: &str,
+        stdio: Stdio,
+        console: Option<&Path>,
+    ) -> Result<i32, RuntimeError> {
         let req = Request::Create {
             root: root.to_path_buf(),
             id: id.to_string(),
             stdio: mask(&stdio),
+            console: console.map(Path::to_path_buf),
         };
         self.request(&req, &stdio)
     }

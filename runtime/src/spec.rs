@@ -296,6 +296,7 @@ pub fn build(
     // after, where loading fails without CAP_SYS_ADMIN).
     let mut process = process;
     process.set_no_new_privileges(None);
+    process.set_terminal(Some(cfg.tty));
     let mut spec = Spec::default();
     spec.set_hostname(Some(hostname))
         .set_process(Some(process))

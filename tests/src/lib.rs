@@ -326,6 +326,30 @@ impl Daemon {
             .expect("running the docker CLI")
     }
 
+    /// Runs Debian's docker CLI with `input` on its stdin.
+    pub fn docker_with_input(&self, args: &[&str], input: &[u8]) -> Output {
+        let mut cmd = Command::new(DOCKER_CLI);
+        cmd.args(args);
+        self.run_with_input(cmd, input)
+    }
+
+    /// Runs `cmd` with this daemon as DOCKER_HOST and `input` on its stdin.
+    pub fn run_with_input(&self, mut cmd: Command, input: &[u8]) -> Output {
+        use std::io::Write;
+        let mut child = cmd
+            .env("DOCKER_HOST", self.host())
+            .env("DOCKER_CONFIG", self.root.path().join("docker-config"))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawning a client");
+        if let Some(mut stdin) = child.stdin.take() {
+            let _ = stdin.write_all(input);
+        }
+        child.wait_with_output().expect("waiting for a client")
+    }
+
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
             let pid = nix::unistd::Pid::from_raw(child.id() as i32);

@@ -101,16 +101,6 @@ pub struct NameQuery {
 
 fn to_config(b: &CreateBody) -> Result<ContainerConfig, ApiError> {
     let h = &b.host_config;
-    if b.tty {
-        return Err(ApiError::bad_request(
-            "covey does not support a terminal for containers (-t) yet",
-        ));
-    }
-    if b.open_stdin {
-        return Err(ApiError::bad_request(
-            "covey does not support container stdin (-i) yet",
-        ));
-    }
     if h.privileged {
         return Err(ApiError::bad_request(
             "covey does not run privileged containers",
@@ -206,6 +196,7 @@ fn to_config(b: &CreateBody) -> Result<ContainerConfig, ApiError> {
         network,
         extra_hosts,
         dns: h.dns.clone().unwrap_or_default(),
+        tty: b.tty,
         ..Default::default()
     })
 }
@@ -228,6 +219,7 @@ pub async fn create(
     let id = node
         .containers
         .create(CreateRequest {
+            open_stdin: b.open_stdin,
             name: q.name.filter(|n| !n.is_empty()),
             image: b.image.clone(),
             config,
@@ -549,36 +541,56 @@ pub async fn attach(
     Query(q): Query<AttachQuery>,
     mut req: Request,
 ) -> Result<Response, ApiError> {
-    if yes(&q.stdin) {
-        return Err(ApiError::bad_request(
-            "covey does not support attaching stdin yet",
-        ));
-    }
     let c = node.containers.get(&id)?;
+    let r = c.snapshot();
+    let input = if yes(&q.stdin) {
+        if !r.open_stdin && !r.config.tty {
+            return Err(ApiError::bad_request(format!(
+                "container {} was not created with stdin open (-i)",
+                r.id
+            )));
+        }
+        Some(c.clone())
+    } else {
+        None
+    };
+    let opts = StreamOptions {
+        stdout: yes(&q.stdout),
+        stderr: yes(&q.stderr),
+        raw: r.config.tty,
+        input,
+    };
     // Subscribed now, before the response: nothing the container prints after this is lost.
-    Ok(stream_output(
-        c.subscribe(),
-        yes(&q.stdout),
-        yes(&q.stderr),
-        &mut req,
-    ))
+    Ok(stream_output(c.subscribe(), opts, &mut req))
 }
 
-/// Streams a run's output as Docker's multiplexed frames until its end: on the hijacked
-/// connection if the client asked to upgrade (the docker CLI does), else as the body.
+/// What a client attached to a run gets, and gives.
+pub(super) struct StreamOptions {
+    pub stdout: bool,
+    pub stderr: bool,
+    /// A terminal's output goes as it is; otherwise in Docker's multiplexed frames.
+    pub raw: bool,
+    /// The container whose stdin the client's input goes to (attach with stdin).
+    pub input: Option<Arc<crate::containers::Container>>,
+}
+
+/// Streams a run's output until its end: on the hijacked connection if the client asked
+/// to upgrade (the docker CLI does), else as the body. On the hijacked connection, what
+/// the client sends goes to the container's stdin.
 pub(super) fn stream_output(
     mut live: tokio::sync::broadcast::Receiver<Output>,
-    want_out: bool,
-    want_err: bool,
+    opts: StreamOptions,
     req: &mut Request,
 ) -> Response {
+    let (want_out, want_err, raw) = (opts.stdout, opts.stderr, opts.raw);
     let frames = async_stream(move |tx| async move {
         loop {
             match live.recv().await {
                 Ok(Output::Data(s, data)) => {
                     let wanted =
                         (s == Stream::Stdout && want_out) || (s == Stream::Stderr && want_err);
-                    if wanted && tx.send(logs::frame(s, &data)).await.is_err() {
+                    let bytes = if raw { data } else { logs::frame(s, &data) };
+                    if wanted && tx.send(bytes).await.is_err() {
                         return;
                     }
                 }
@@ -589,9 +601,14 @@ pub(super) fn stream_output(
             }
         }
     });
+    let content_type = if raw {
+        "application/vnd.docker.raw-stream"
+    } else {
+        MULTIPLEXED
+    };
     if req.headers().get(header::UPGRADE).is_none() {
         return (
-            [(header::CONTENT_TYPE, MULTIPLEXED)],
+            [(header::CONTENT_TYPE, content_type)],
             Body::from_stream(frames),
         )
             .into_response();
@@ -602,20 +619,92 @@ pub(super) fn stream_output(
         let Ok(upgraded) = on_upgrade.await else {
             return;
         };
-        let mut io = hyper_util::rt::TokioIo::new(upgraded);
+        let (mut rd, mut wr) = tokio::io::split(hyper_util::rt::TokioIo::new(upgraded));
+        if let Some(c) = opts.input {
+            tokio::spawn(async move { forward_input(&mut rd, &c).await });
+        }
         let mut frames = std::pin::pin!(frames);
         while let Some(Ok(f)) = frames.next().await {
-            if io.write_all(&f).await.is_err() {
+            if wr.write_all(&f).await.is_err() {
                 return;
             }
         }
-        let _ = io.shutdown().await;
+        let _ = wr.shutdown().await;
     });
     let mut resp = Response::new(Body::empty());
     *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
     let h = resp.headers_mut();
     h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
     h.insert(header::UPGRADE, HeaderValue::from_static("tcp"));
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(MULTIPLEXED));
+    if let Ok(v) = HeaderValue::from_str(content_type) {
+        h.insert(header::CONTENT_TYPE, v);
+    }
     resp
+}
+
+/// The client's input to the container's stdin (pipe or pty), until the client closes
+/// its side; then, without a terminal, the container's stdin is closed too, as `docker run
+/// -i` does.
+async fn forward_input(
+    rd: &mut (impl tokio::io::AsyncRead + Unpin),
+    c: &crate::containers::Container,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // The run may not have started yet: wait for its stdin.
+    let mut slot = c.stdin.subscribe();
+    let Ok(target) = slot.wait_for(|t| t.is_some()).await.map(|t| t.clone()) else {
+        return;
+    };
+    let Some(fd) = target.and_then(|t| t.try_clone().ok()) else {
+        return;
+    };
+    let Ok(mut w) = logs::writer(fd) else {
+        return;
+    };
+    let mut buf = [0u8; 4096];
+    loop {
+        match rd.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                if w.write_all(&buf[..n]).await.is_err() {
+                    break;
+                }
+            }
+        }
+    }
+    if !c.snapshot().config.tty {
+        c.stdin.send_replace(None);
+    }
+}
+
+#[derive(Deserialize)]
+pub struct ResizeQuery {
+    h: Option<u16>,
+    w: Option<u16>,
+}
+
+/// `docker run -it` sends the client terminal's size.
+pub async fn resize(
+    State(node): State<Arc<Node>>,
+    Path(id): Path<String>,
+    Query(q): Query<ResizeQuery>,
+) -> Result<StatusCode, ApiError> {
+    let c = node.containers.get(&id)?;
+    if !c.snapshot().config.tty {
+        return Err(ApiError::bad_request(format!(
+            "container {id} has no terminal to resize"
+        )));
+    }
+    let target = c.stdin.borrow().clone();
+    if let Some(master) = target {
+        crate::containers::resize_terminal(&master, q.h.unwrap_or(24), q.w.unwrap_or(80)).map_err(
+            |e| {
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("resizing the terminal: {e}"),
+                )
+            },
+        )?;
+    }
+    Ok(StatusCode::OK)
 }

@@ -89,7 +89,13 @@ pub async fn start(
     if b.detach {
         return Ok(StatusCode::OK.into_response());
     }
-    Ok(stream_output(live, true, true, &mut req))
+    let opts = super::containers::StreamOptions {
+        stdout: true,
+        stderr: true,
+        raw: false,
+        input: None,
+    };
+    Ok(stream_output(live, opts, &mut req))
 }
 
 pub async fn inspect(

@@ -23,11 +23,13 @@ pub fn adopt(containers: Arc<Containers>, c: Arc<Container>, pipes: Option<Vec<O
         .is_ok_and(|cg| cg.contains(&format!("/covey/{}", r.id)));
     let pidfd = if ours { pidfd_open(pid) } else { None };
     tokio::spawn(async move {
-        if let (Some(_), Some(mut p)) = (&pidfd, pipes) {
-            if p.len() == 2 {
-                let (out, err) = (p.remove(0), p.remove(0));
-                containers.read_output(&c, out, err).await;
-            }
+        if let (Some(_), Some(p)) = (&pidfd, pipes) {
+            // The order they were kept in: a pty's master alone, or stdout then stderr.
+            let outputs = p
+                .into_iter()
+                .zip([super::logs::Stream::Stdout, super::logs::Stream::Stderr])
+                .collect();
+            containers.read_output(&c, outputs).await;
         }
         let lost =
             "exit status unknown: the container exited while the daemon was restarting".to_string();

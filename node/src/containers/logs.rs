@@ -100,10 +100,10 @@ impl LogFile {
 /// Reads one of a container's pipes to its end, line by line into the log and live to
 /// `live`. Returns when the container (and everything holding its pipe) is done.
 pub async fn pump(fd: OwnedFd, stream: Stream, log: Arc<LogFile>, live: broadcast::Sender<Output>) {
-    let mut pipe = match tokio::net::unix::pipe::Receiver::from_owned_fd(fd) {
+    let mut pipe = match reader(fd) {
         Ok(p) => p,
         Err(e) => {
-            tracing::warn!("container pipe: {e}");
+            tracing::warn!("container output: {e}");
             return;
         }
     };
@@ -143,6 +143,33 @@ pub async fn relay(fd: OwnedFd, stream: Stream, live: broadcast::Sender<Output>)
         }
         let _ = live.send(Output::Data(stream, Bytes::copy_from_slice(&buf[..n])));
     }
+}
+
+/// An async reader of a pipe or a pty master (a pty is no FIFO, which tokio's pipe type
+/// checks for; it polls like one). A pty master reads EIO once the container's side is
+/// closed, which ends the reading as end of file does.
+pub fn reader(fd: OwnedFd) -> std::io::Result<tokio::net::unix::pipe::Receiver> {
+    set_nonblocking(&fd)?;
+    tokio::net::unix::pipe::Receiver::from_owned_fd_unchecked(fd)
+}
+
+/// The writing side of the same: a stdin pipe or a pty master.
+pub fn writer(fd: OwnedFd) -> std::io::Result<tokio::net::unix::pipe::Sender> {
+    set_nonblocking(&fd)?;
+    tokio::net::unix::pipe::Sender::from_owned_fd_unchecked(fd)
+}
+
+fn set_nonblocking(fd: &OwnedFd) -> std::io::Result<()> {
+    use nix::fcntl::{fcntl, FcntlArg, OFlag};
+    let flags = OFlag::from_bits_truncate(fcntl(
+        std::os::fd::AsRawFd::as_raw_fd(fd),
+        FcntlArg::F_GETFL,
+    )?);
+    fcntl(
+        std::os::fd::AsRawFd::as_raw_fd(fd),
+        FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK),
+    )?;
+    Ok(())
 }
 
 /// One blocking write per read from the pipe, not per line.

@@ -4,6 +4,7 @@
 //! `<data-root>/containers/<id>/`; runtime state lives under `<exec-root>/runtime/`.
 
 mod adopt;
+mod console;
 pub mod exec;
 pub mod logs;
 mod names;
@@ -53,6 +54,8 @@ impl ContainerError {
 
 /// What `docker create` asks for, in covey's terms.
 pub struct CreateRequest {
+    /// Keep stdin open for attached clients (-i).
+    pub open_stdin: bool,
     pub name: Option<String>,
     pub image: String,
     pub config: ContainerConfig,
@@ -74,6 +77,9 @@ pub struct Container {
     removed: watch::Sender<bool>,
     /// True while a run's output is still being read into the log.
     pumping: watch::Sender<bool>,
+    /// Where attached input goes: the stdin pipe or the pty master of the current run;
+    /// none without -i or -t, or before the run starts (clients attach before it does).
+    pub stdin: watch::Sender<Option<Arc<std::os::fd::OwnedFd>>>,
     /// Lifecycle operations on one container happen one at a time.
     op: tokio::sync::Mutex<()>,
 }
@@ -89,6 +95,7 @@ impl Container {
             exits: watch::channel((0, code)).0,
             removed: watch::channel(false).0,
             pumping: watch::channel(false).0,
+            stdin: watch::channel(None).0,
             op: tokio::sync::Mutex::new(()),
         }
     }
@@ -326,6 +333,7 @@ impl Containers {
             started_at: None,
             finished_at: None,
             auto_remove: req.auto_remove,
+            open_stdin: req.open_stdin,
             stop_signal,
             stop_timeout: req.stop_timeout.unwrap_or(10),
             request: req.request,
@@ -363,24 +371,37 @@ impl Containers {
             return Err(ContainerError::NotModified(r.id, "started"));
         }
         let id = r.id.clone();
-        let (out_r, out_w) = pipe()?;
-        let (err_r, err_w) = pipe()?;
+        let tty = r.config.tty;
+        // The container's stdio: a pty (its master comes back through a console socket), or
+        // pipes, with one for stdin if asked (-i).
+        let console = if tty {
+            Some(console::Console::listen(&self.runtime_root, &id)?)
+        } else {
+            None
+        };
+        let (mut outputs, mut stdio, mut stdin) = (Vec::new(), Stdio::default(), None);
+        if !tty {
+            let (out_r, out_w) = pipe()?;
+            let (err_r, err_w) = pipe()?;
+            outputs = vec![(out_r, Stream::Stdout), (err_r, Stream::Stderr)];
+            stdio.stdout = Some(out_w);
+            stdio.stderr = Some(err_w);
+            if r.open_stdin {
+                let (in_r, in_w) = pipe()?;
+                stdio.stdin = Some(in_r);
+                stdin = Some(in_w);
+            }
+        }
         let me = self.clone();
         let id2 = id.clone();
+        let console_path = console.as_ref().map(|c| c.path().to_path_buf());
         let made = tokio::task::spawn_blocking(move || {
             if me.runtime.exists(&id2) {
                 // The previous run's process side: gone, but still recorded.
                 me.runtime.delete(&id2, true)?;
             }
-            me.helper.create(
-                &me.runtime_root,
-                &id2,
-                Stdio {
-                    stdin: None,
-                    stdout: Some(out_w),
-                    stderr: Some(err_w),
-                },
-            )
+            me.helper
+                .create(&me.runtime_root, &id2, stdio, console_path.as_deref())
         })
         .await
         .map_err(ContainerError::internal)?;
@@ -388,6 +409,16 @@ impl Containers {
             Ok(pid) => pid,
             Err(e) => return Err(self.start_failed(&c, e).await),
         };
+        if let Some(console) = console {
+            match console.master().await {
+                Ok(master) => {
+                    stdin = Some(master.try_clone().map_err(ContainerError::internal)?);
+                    outputs = vec![(master, Stream::Stdout)];
+                }
+                Err(e) => return Err(self.start_failed(&c, e).await),
+            }
+        }
+        c.stdin.send_replace(stdin.map(Arc::new));
         let exited = self.reaper.watch(pid);
         if r.config.network == covey_runtime::NetworkMode::None {
             // Created, not yet started: the command will find loopback up.
@@ -397,7 +428,7 @@ impl Containers {
                 tracing::warn!(container = %id, "bringing loopback up: {e}");
             }
         }
-        self.read_output(&c, out_r, err_r).await;
+        self.read_output(&c, outputs).await;
         let me = self.clone();
         let id2 = id.clone();
         let started = tokio::task::spawn_blocking(move || me.runtime.start(&id2))
@@ -427,20 +458,23 @@ impl Containers {
     async fn read_output(
         self: &Arc<Self>,
         c: &Arc<Container>,
-        out_r: std::os::fd::OwnedFd,
-        err_r: std::os::fd::OwnedFd,
+        outputs: Vec<(std::os::fd::OwnedFd, Stream)>,
     ) {
         let id = c.snapshot().id;
-        match (out_r.try_clone(), err_r.try_clone()) {
-            (Ok(o), Ok(e)) => {
+        match outputs
+            .iter()
+            .map(|(fd, _)| fd.try_clone())
+            .collect::<Result<Vec<_>, _>>()
+        {
+            Ok(copies) => {
                 let me = self.clone();
                 let id = id.clone();
-                let kept = tokio::task::spawn_blocking(move || me.helper.keep(&id, &[o, e])).await;
+                let kept = tokio::task::spawn_blocking(move || me.helper.keep(&id, &copies)).await;
                 if let Ok(Err(e)) = kept {
                     tracing::warn!("the runtime helper cannot keep the container's pipes: {e}");
                 }
             }
-            _ => {
+            Err(_) => {
                 tracing::warn!(container = %id, "cannot copy the container's pipes for the helper")
             }
         }
@@ -449,9 +483,10 @@ impl Containers {
         let pumping = c.pumping.clone();
         pumping.send_replace(true);
         tokio::spawn(async move {
-            let o = logs::pump(out_r, Stream::Stdout, log.clone(), live.clone());
-            let e = logs::pump(err_r, Stream::Stderr, log, live.clone());
-            tokio::join!(o, e);
+            let pumps = outputs
+                .into_iter()
+                .map(|(fd, stream)| logs::pump(fd, stream, log.clone(), live.clone()));
+            futures_util::future::join_all(pumps).await;
             pumping.send_replace(false);
             let _ = live.send(Output::End);
         });
@@ -612,6 +647,8 @@ impl Containers {
         Ok(())
     }
 }
+
+pub use console::resize as resize_terminal;
 
 fn pipe() -> Result<(std::os::fd::OwnedFd, std::os::fd::OwnedFd), ContainerError> {
     nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(ContainerError::internal)

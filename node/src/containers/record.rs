@@ -48,6 +48,9 @@ pub struct Record {
     #[serde(default)]
     pub finished_at: Option<String>,
     pub auto_remove: bool,
+    /// Stdin kept open for attached clients (-i).
+    #[serde(default)]
+    pub open_stdin: bool,
     pub stop_signal: String,
     pub stop_timeout: u64,
     /// The `docker run` request as given, for `inspect`'s Config and HostConfig.
