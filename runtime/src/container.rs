@@ -36,6 +36,9 @@ pub struct ExecSpec {
     pub cwd: Option<String>,
     pub uid: u32,
     pub gid: u32,
+    /// A terminal (`exec -t`); its master comes back through the console socket.
+    #[serde(default)]
+    pub tty: bool,
 }
 
 /// A container's state as libcontainer keeps it.
@@ -191,11 +194,19 @@ impl Runtime {
         spec: &ExecSpec,
         stdio: Stdio,
         as_sibling: bool,
+        console_socket: Option<&Path>,
     ) -> Result<i32, RuntimeError> {
         check_id(id)?;
         if spec.args.first().is_none_or(|a| a.is_empty()) {
             return Err(RuntimeError::NoCommand);
         }
+        // With a terminal, libcontainer takes the whole process from a file: the
+        // container's own, with this exec's command, environment, directory and user.
+        let process_file = if spec.tty {
+            Some(self.exec_process_file(id, spec)?)
+        } else {
+            None
+        };
         let env = spec
             .env
             .iter()
@@ -206,17 +217,52 @@ impl Runtime {
             .collect();
         let pid = self
             .builder(id, stdio)?
+            .with_console_socket(console_socket)
             .as_tenant()
             .with_container_args(spec.args.clone())
             .with_env(env)
             .with_cwd(spec.cwd.as_ref())
             .with_user(Some(spec.uid))
             .with_group(Some(spec.gid))
+            .with_process(process_file.as_ref())
             .as_sibling(as_sibling)
             .with_detach(true)
             .build()
-            .map_err(Self::err(id))?;
-        Ok(pid.as_raw())
+            .map_err(Self::err(id));
+        if let Some(f) = &process_file {
+            let _ = std::fs::remove_file(f);
+        }
+        Ok(pid?.as_raw())
+    }
+
+    /// The process file for a terminal exec, from the container's own process.
+    fn exec_process_file(&self, id: &str, spec: &ExecSpec) -> Result<PathBuf, RuntimeError> {
+        let bundle = self.container_dir(id)?;
+        let container = Spec::load(bundle.join("config.json"))?;
+        let mut process = container
+            .process()
+            .clone()
+            .ok_or_else(|| RuntimeError::NotFound(id.into()))?;
+        process.set_args(Some(spec.args.clone()));
+        process.set_env(Some(spec.env.clone()));
+        if let Some(cwd) = &spec.cwd {
+            process.set_cwd(cwd.into());
+        }
+        let mut user = process.user().clone();
+        user.set_uid(spec.uid);
+        user.set_gid(spec.gid);
+        process.set_user(user);
+        process.set_terminal(Some(true));
+        let path = bundle.join(format!("exec-{}.json", std::process::id()));
+        let json = serde_json::to_vec(&process).map_err(|e| RuntimeError::Io {
+            path: path.clone(),
+            source: e.into(),
+        })?;
+        std::fs::write(&path, json).map_err(|source| RuntimeError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        Ok(path)
     }
 
     fn load(&self, id: &str) -> Result<Container, RuntimeError> {

@@ -51,6 +51,8 @@ enum Request {
         id: String,
         stdio: [bool; 3],
         spec: ExecSpec,
+        #[serde(default)]
+        console: Option<PathBuf>,
     },
     /// Keep the descriptors that come with it (the container's pipes' read ends).
     Keep {
@@ -162,9 +164,11 @@ pub fn serve(keep_socket: Option<&Path>) -> Result<(), RuntimeError> {
                 id,
                 stdio,
                 spec,
-            } => {
-                made(Runtime::new(&root).and_then(|rt| rt.exec(&id, &spec, take(stdio, fds), true)))
-            }
+                console,
+            } => made(
+                Runtime::new(&root)
+                    .and_then(|rt| rt.exec(&id, &spec, take(stdio, fds), true, console.as_deref())),
+            ),
             Request::Keep { id } => {
                 kept.insert(id, fds);
                 Reply::Ok
@@ -334,12 +338,14 @@ impl Helper {
         id: &str,
         spec: &ExecSpec,
         stdio: Stdio,
+        console: Option<&Path>,
     ) -> Result<i32, RuntimeError> {
         let req = Request::Exec {
             root: root.to_path_buf(),
             id: id.to_string(),
             stdio: mask(&stdio),
             spec: spec.clone(),
+            console: console.map(Path::to_path_buf),
         };
         self.request(&req, &stdio)
     }

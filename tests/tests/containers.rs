@@ -246,6 +246,19 @@ fn exec_runs_in_the_container_with_its_environment() {
     ]);
     assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
     assert_eq!(stderr(&o), "world1\n");
+    // -i: the client's input to the process's stdin, closed when it ends.
+    let o = node.docker_with_input(
+        &["exec", "-i", "box", "sh", "-c", "cat; exit 6"],
+        b"into exec\n",
+    );
+    assert_eq!(
+        (o.status.code(), stdout(&o).as_str()),
+        (Some(6), "into exec\n"),
+        "{}",
+        stderr(&o)
+    );
+    let o = node.docker(&["exec", "-t", "box", "true"]);
+    assert!(stderr(&o).contains("terminal for exec"), "{}", stderr(&o));
     node.covey_ok(&["container", "rm", "-f", "box"]);
     let o = node.docker(&["exec", "box", "true"]);
     assert!(stderr(&o).contains("No such container"), "{}", stderr(&o));

@@ -550,7 +550,10 @@ pub async fn attach(
                 r.id
             )));
         }
-        Some(c.clone())
+        Some(Input {
+            slot: c.stdin.clone(),
+            close_on_eof: !r.config.tty,
+        })
     } else {
         None
     };
@@ -570,8 +573,14 @@ pub(super) struct StreamOptions {
     pub stderr: bool,
     /// A terminal's output goes as it is; otherwise in Docker's multiplexed frames.
     pub raw: bool,
-    /// The container whose stdin the client's input goes to (attach with stdin).
-    pub input: Option<Arc<crate::containers::Container>>,
+    /// Where the client's input goes (attach or exec with stdin).
+    pub input: Option<Input>,
+}
+
+pub(super) struct Input {
+    pub slot: crate::containers::StdinSlot,
+    /// Close the stdin when the client's input ends (a pipe, as `-i` without `-t`).
+    pub close_on_eof: bool,
 }
 
 /// Streams a run's output until its end: on the hijacked connection if the client asked
@@ -620,8 +629,8 @@ pub(super) fn stream_output(
             return;
         };
         let (mut rd, mut wr) = tokio::io::split(hyper_util::rt::TokioIo::new(upgraded));
-        if let Some(c) = opts.input {
-            tokio::spawn(async move { forward_input(&mut rd, &c).await });
+        if let Some(input) = opts.input {
+            tokio::spawn(async move { forward_input(&mut rd, &input).await });
         }
         let mut frames = std::pin::pin!(frames);
         while let Some(Ok(f)) = frames.next().await {
@@ -645,13 +654,10 @@ pub(super) fn stream_output(
 /// The client's input to the container's stdin (pipe or pty), until the client closes
 /// its side; then, without a terminal, the container's stdin is closed too, as `docker run
 /// -i` does.
-async fn forward_input(
-    rd: &mut (impl tokio::io::AsyncRead + Unpin),
-    c: &crate::containers::Container,
-) {
+async fn forward_input(rd: &mut (impl tokio::io::AsyncRead + Unpin), input: &Input) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     // The run may not have started yet: wait for its stdin.
-    let mut slot = c.stdin.subscribe();
+    let mut slot = input.slot.subscribe();
     let Ok(target) = slot.wait_for(|t| t.is_some()).await.map(|t| t.clone()) else {
         return;
     };
@@ -672,8 +678,8 @@ async fn forward_input(
             }
         }
     }
-    if !c.snapshot().config.tty {
-        c.stdin.send_replace(None);
+    if input.close_on_eof {
+        input.slot.send_replace(None);
     }
 }
 

@@ -33,17 +33,14 @@ pub async fn create(
     Path(id): Path<String>,
     Json(b): Json<CreateBody>,
 ) -> Result<Response, ApiError> {
-    if b.tty {
-        return Err(ApiError::bad_request(
-            "covey does not support a terminal for exec (-t) yet",
-        ));
-    }
-    if b.attach_stdin {
-        return Err(ApiError::bad_request(
-            "covey does not support exec stdin (-i) yet",
-        ));
-    }
     let _ = (b.attach_stdout, b.attach_stderr);
+    if b.tty {
+        // The plumbing is there (a console socket for the exec's pty), but the exec's
+        // output does not reach the daemon yet: refused until it does.
+        return Err(ApiError::bad_request(
+            "covey does not support a terminal for exec (-t) yet; use docker exec -i",
+        ));
+    }
     let exec_id = node
         .containers
         .create_exec(
@@ -53,6 +50,8 @@ pub async fn create(
                 env: b.env.unwrap_or_default(),
                 user: Some(b.user).filter(|u| !u.is_empty()),
                 working_dir: Some(b.working_dir).filter(|w| !w.is_empty()),
+                tty: b.tty,
+                open_stdin: b.attach_stdin,
             },
         )
         .await?;
@@ -80,22 +79,49 @@ pub async fn start(
         serde_json::from_slice(&bytes)
             .map_err(|e| ApiError::bad_request(format!("invalid exec start body: {e}")))?
     };
-    if b.tty {
-        return Err(ApiError::bad_request(
-            "covey does not support a terminal for exec (-t) yet",
-        ));
-    }
+    let _ = b.tty;
+    let exec = node.containers.exec(&id)?;
     let live = node.containers.start_exec(&id).await?;
     if b.detach {
         return Ok(StatusCode::OK.into_response());
     }
+    let tty = exec.spec_tty();
     let opts = super::containers::StreamOptions {
         stdout: true,
         stderr: true,
-        raw: false,
-        input: None,
+        raw: tty,
+        input: (exec.open_stdin || tty).then(|| super::containers::Input {
+            slot: exec.stdin.clone(),
+            close_on_eof: !tty,
+        }),
     };
     Ok(stream_output(live, opts, &mut req))
+}
+
+#[derive(Deserialize)]
+pub struct ResizeQuery {
+    h: Option<u16>,
+    w: Option<u16>,
+}
+
+pub async fn resize(
+    State(node): State<Arc<Node>>,
+    Path(id): Path<String>,
+    axum::extract::Query(q): axum::extract::Query<ResizeQuery>,
+) -> Result<StatusCode, ApiError> {
+    let exec = node.containers.exec(&id)?;
+    let target = exec.stdin.borrow().clone();
+    if let (true, Some(master)) = (exec.spec_tty(), target) {
+        crate::containers::resize_terminal(&master, q.h.unwrap_or(24), q.w.unwrap_or(80)).map_err(
+            |e| {
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("resizing the terminal: {e}"),
+                )
+            },
+        )?;
+    }
+    Ok(StatusCode::OK)
 }
 
 pub async fn inspect(

@@ -58,6 +58,7 @@ pub fn app(node: Arc<Node>) -> App {
         .route("/containers/{id}/exec", post(exec::create))
         .route("/exec/{id}/start", post(exec::start))
         .route("/exec/{id}/json", get(exec::inspect))
+        .route("/exec/{id}/resize", post(exec::resize))
         .fallback(error::unsupported)
         .with_state(node);
     // Versions are negotiated, not routed: strip the prefix before routing.

@@ -8,7 +8,7 @@ use covey_runtime::{ExecSpec, Stdio};
 use tokio::sync::{broadcast, watch};
 
 use super::logs::{self, Output, Stream};
-use super::{pipe, ContainerError, Containers, Status};
+use super::{console::Console, pipe, ContainerError, Containers, Status};
 
 /// What `POST /containers/{id}/exec` asks for.
 pub struct ExecRequest {
@@ -16,6 +16,9 @@ pub struct ExecRequest {
     pub env: Vec<String>,
     pub user: Option<String>,
     pub working_dir: Option<String>,
+    pub tty: bool,
+    /// Keep stdin open for the client that starts it (-i).
+    pub open_stdin: bool,
 }
 
 pub struct Exec {
@@ -23,9 +26,19 @@ pub struct Exec {
     pub container: String,
     pub args: Vec<String>,
     spec: ExecSpec,
+    pub open_stdin: bool,
+    /// Where the client's input goes, once the process has started.
+    pub stdin: super::StdinSlot,
     /// Pid while running, then the exit code.
     pub state: watch::Sender<ExecState>,
     live: broadcast::Sender<Output>,
+}
+
+impl Exec {
+    /// Whether it runs with a terminal.
+    pub fn spec_tty(&self) -> bool {
+        self.spec.tty
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -83,7 +96,10 @@ impl Containers {
                 cwd,
                 uid: user.uid,
                 gid: user.gid,
+                tty: req.tty,
             },
+            open_stdin: req.open_stdin,
+            stdin: Arc::new(watch::channel(None).0),
             state: watch::channel(ExecState::Created).0,
             live: broadcast::channel(1024).0,
         };
@@ -114,31 +130,61 @@ impl Containers {
         }
         exec.state.send_replace(ExecState::Running(0));
         let rx = exec.live.subscribe();
-        let (out_r, out_w) = pipe()?;
-        let (err_r, err_w) = pipe()?;
+        let tty = exec.spec.tty;
+        let console = if tty {
+            Some(Console::listen(&self.runtime_root, &exec.id)?)
+        } else {
+            None
+        };
+        let (mut outputs, mut stdio, mut stdin) = (Vec::new(), Stdio::default(), None);
+        if !tty {
+            let (out_r, out_w) = pipe()?;
+            let (err_r, err_w) = pipe()?;
+            outputs = vec![(out_r, Stream::Stdout), (err_r, Stream::Stderr)];
+            stdio.stdout = Some(out_w);
+            stdio.stderr = Some(err_w);
+            if exec.open_stdin {
+                let (in_r, in_w) = pipe()?;
+                stdio.stdin = Some(in_r);
+                stdin = Some(in_w);
+            }
+        }
         let me = self.clone();
         tokio::spawn(async move {
             let e2 = exec.clone();
             let helper = me.clone();
+            let console_path = console.as_ref().map(|c| c.path().to_path_buf());
             let made = tokio::task::spawn_blocking(move || {
-                let stdio = Stdio {
-                    stdin: None,
-                    stdout: Some(out_w),
-                    stderr: Some(err_w),
-                };
-                helper
-                    .helper
-                    .exec(&helper.runtime_root, &e2.container, &e2.spec, stdio)
+                helper.helper.exec(
+                    &helper.runtime_root,
+                    &e2.container,
+                    &e2.spec,
+                    stdio,
+                    console_path.as_deref(),
+                )
             })
             .await;
+            let made = match (made, console) {
+                (Ok(Ok(pid)), Some(console)) => match console.master().await {
+                    Ok(master) => {
+                        stdin = master.try_clone().ok();
+                        outputs = vec![(master, Stream::Stdout)];
+                        Ok(Ok(pid))
+                    }
+                    Err(e) => Ok(Err(e)),
+                },
+                (made, _) => made,
+            };
+            exec.stdin.send_replace(stdin.map(Arc::new));
             let live = exec.live.clone();
             let code = match made {
                 Ok(Ok(pid)) => {
                     exec.state.send_replace(ExecState::Running(pid));
                     let exited = me.reaper.watch(pid);
-                    let o = logs::relay(out_r, Stream::Stdout, live.clone());
-                    let e = logs::relay(err_r, Stream::Stderr, live.clone());
-                    let (_, _, code) = tokio::join!(o, e, exited);
+                    let relays = outputs
+                        .into_iter()
+                        .map(|(fd, stream)| logs::relay(fd, stream, live.clone()));
+                    let (_, code) = tokio::join!(futures_util::future::join_all(relays), exited);
                     code.unwrap_or(255)
                 }
                 Ok(Err(e)) => {
@@ -155,6 +201,7 @@ impl Containers {
                     126
                 }
             };
+            exec.stdin.send_replace(None);
             exec.state.send_replace(ExecState::Exited(code));
             let _ = live.send(Output::End);
         });

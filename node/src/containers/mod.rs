@@ -4,7 +4,7 @@
 //! `<data-root>/containers/<id>/`; runtime state lives under `<exec-root>/runtime/`.
 
 mod adopt;
-mod console;
+pub mod console;
 pub mod exec;
 pub mod logs;
 mod names;
@@ -52,6 +52,9 @@ impl ContainerError {
     }
 }
 
+/// Where a run's input goes (a stdin pipe or a pty master), once it has started.
+pub type StdinSlot = Arc<watch::Sender<Option<Arc<std::os::fd::OwnedFd>>>>;
+
 /// What `docker create` asks for, in covey's terms.
 pub struct CreateRequest {
     /// Keep stdin open for attached clients (-i).
@@ -79,7 +82,7 @@ pub struct Container {
     pumping: watch::Sender<bool>,
     /// Where attached input goes: the stdin pipe or the pty master of the current run;
     /// none without -i or -t, or before the run starts (clients attach before it does).
-    pub stdin: watch::Sender<Option<Arc<std::os::fd::OwnedFd>>>,
+    pub stdin: StdinSlot,
     /// Lifecycle operations on one container happen one at a time.
     op: tokio::sync::Mutex<()>,
 }
@@ -95,7 +98,7 @@ impl Container {
             exits: watch::channel((0, code)).0,
             removed: watch::channel(false).0,
             pumping: watch::channel(false).0,
-            stdin: watch::channel(None).0,
+            stdin: Arc::new(watch::channel(None).0),
             op: tokio::sync::Mutex::new(()),
         }
     }
