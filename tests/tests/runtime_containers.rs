@@ -223,6 +223,76 @@ fn limits_land_in_the_cgroup_and_delete_leaves_nothing() {
     assert!(left.is_empty(), "mounts left behind: {left:#?}");
 }
 
+/// A process run in a container with a terminal: the runtime sends the pty's master over
+/// the console socket, and the process's output comes through it.
+#[test]
+fn exec_with_a_terminal() {
+    use std::os::fd::{AsRawFd, FromRawFd};
+    let _one = serial();
+    let node = Node::new();
+    let (pid, _out) = node
+        .create("tty-host", &node.config(&["sleep", "30"]))
+        .unwrap();
+    node.runtime.start("tty-host").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("console.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    let receiver = std::thread::spawn(move || -> Option<OwnedFd> {
+        let (stream, _) = listener.accept().ok()?;
+        let mut buf = [0u8; 64];
+        let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+        let mut cmsg = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+        let msg = nix::sys::socket::recvmsg::<()>(
+            stream.as_raw_fd(),
+            &mut iov,
+            Some(&mut cmsg),
+            nix::sys::socket::MsgFlags::empty(),
+        )
+        .ok()?;
+        let fd = msg.cmsgs().ok()?.find_map(|c| match c {
+            nix::sys::socket::ControlMessageOwned::ScmRights(fds) => fds.first().copied(),
+            _ => None,
+        })?;
+        // SAFETY: received by SCM_RIGHTS, a new descriptor that is ours.
+        Some(unsafe { OwnedFd::from_raw_fd(fd) })
+    });
+    let spec = covey_runtime::ExecSpec {
+        args: vec![
+            "sh".into(),
+            "-c".into(),
+            "echo from-the-terminal; tty; sleep 1".into(),
+        ],
+        env: vec!["PATH=/bin".into()],
+        tty: true,
+        ..Default::default()
+    };
+    let exec_pid = node
+        .runtime
+        .exec("tty-host", &spec, Stdio::default(), false, Some(&sock))
+        .unwrap();
+    let master = receiver.join().unwrap().expect("the terminal's master");
+    let mut out = Vec::new();
+    let mut file = std::fs::File::from(master);
+    let mut buf = [0u8; 256];
+    // Reading ends with EIO once the terminal's other side is closed.
+    while let Ok(n) = file.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        out.extend_from_slice(&buf[..n]);
+    }
+    assert_eq!(
+        String::from_utf8_lossy(&out),
+        "from-the-terminal\r\n/dev/pts/0\r\n"
+    );
+    let _ = waitpid(Pid::from_raw(exec_pid), None);
+    node.runtime
+        .kill("tty-host", nix::sys::signal::Signal::SIGKILL, true)
+        .unwrap();
+    let _ = waitpid(Pid::from_raw(pid), None);
+    node.remove("tty-host");
+}
+
 #[test]
 fn bad_input_is_named() {
     let _one = serial();
