@@ -4,11 +4,11 @@
 
 use std::sync::Arc;
 
-use covey_runtime::{ExecSpec, Stdio};
+use covey_runtime::ExecSpec;
 use tokio::sync::{broadcast, watch};
 
 use super::logs::{self, Output, Stream};
-use super::{console::Console, pipe, ContainerError, Containers, Status};
+use super::{ContainerError, Containers, RunIo, Status};
 
 /// What `POST /containers/{id}/exec` asks for.
 pub struct ExecRequest {
@@ -131,24 +131,12 @@ impl Containers {
         exec.state.send_replace(ExecState::Running(0));
         let rx = exec.live.subscribe();
         let tty = exec.spec.tty;
-        let console = if tty {
-            Some(Console::listen(&self.runtime_root, &exec.id)?)
-        } else {
-            None
-        };
-        let (mut outputs, mut stdio, mut stdin) = (Vec::new(), Stdio::default(), None);
-        if !tty {
-            let (out_r, out_w) = pipe()?;
-            let (err_r, err_w) = pipe()?;
-            outputs = vec![(out_r, Stream::Stdout), (err_r, Stream::Stderr)];
-            stdio.stdout = Some(out_w);
-            stdio.stderr = Some(err_w);
-            if exec.open_stdin {
-                let (in_r, in_w) = pipe()?;
-                stdio.stdin = Some(in_r);
-                stdin = Some(in_w);
-            }
-        }
+        let RunIo {
+            console,
+            mut outputs,
+            stdio,
+            mut stdin,
+        } = RunIo::new(&self.runtime_root, &exec.id, tty, exec.open_stdin)?;
         let me = self.clone();
         tokio::spawn(async move {
             let e2 = exec.clone();

@@ -375,26 +375,12 @@ impl Containers {
         }
         let id = r.id.clone();
         let tty = r.config.tty;
-        // The container's stdio: a pty (its master comes back through a console socket), or
-        // pipes, with one for stdin if asked (-i).
-        let console = if tty {
-            Some(console::Console::listen(&self.runtime_root, &id)?)
-        } else {
-            None
-        };
-        let (mut outputs, mut stdio, mut stdin) = (Vec::new(), Stdio::default(), None);
-        if !tty {
-            let (out_r, out_w) = pipe()?;
-            let (err_r, err_w) = pipe()?;
-            outputs = vec![(out_r, Stream::Stdout), (err_r, Stream::Stderr)];
-            stdio.stdout = Some(out_w);
-            stdio.stderr = Some(err_w);
-            if r.open_stdin {
-                let (in_r, in_w) = pipe()?;
-                stdio.stdin = Some(in_r);
-                stdin = Some(in_w);
-            }
-        }
+        let RunIo {
+            console,
+            mut outputs,
+            stdio,
+            mut stdin,
+        } = RunIo::new(&self.runtime_root, &id, tty, r.open_stdin)?;
         let me = self.clone();
         let id2 = id.clone();
         let console_path = console.as_ref().map(|c| c.path().to_path_buf());
@@ -652,6 +638,55 @@ impl Containers {
 }
 
 pub use console::resize as resize_terminal;
+
+/// A run's stdio as the daemon holds it: a pty (its master comes back through the console
+/// socket), or pipes, with one for stdin if asked (-i). For containers and execs alike.
+pub(crate) struct RunIo {
+    pub console: Option<console::Console>,
+    /// The read ends of the output pipes; filled with the pty's master when it comes.
+    pub outputs: Vec<(std::os::fd::OwnedFd, Stream)>,
+    /// What the run itself gets.
+    pub stdio: Stdio,
+    /// The write end of the stdin pipe (or, later, the pty's master).
+    pub stdin: Option<std::os::fd::OwnedFd>,
+}
+
+impl RunIo {
+    pub fn new(
+        runtime_root: &Path,
+        id: &str,
+        tty: bool,
+        open_stdin: bool,
+    ) -> Result<Self, ContainerError> {
+        if tty {
+            let console = console::Console::listen(runtime_root, id)?;
+            return Ok(Self {
+                console: Some(console),
+                outputs: Vec::new(),
+                stdio: Stdio::default(),
+                stdin: None,
+            });
+        }
+        let (out_r, out_w) = pipe()?;
+        let (err_r, err_w) = pipe()?;
+        let mut io = Self {
+            console: None,
+            outputs: vec![(out_r, Stream::Stdout), (err_r, Stream::Stderr)],
+            stdio: Stdio {
+                stdin: None,
+                stdout: Some(out_w),
+                stderr: Some(err_w),
+            },
+            stdin: None,
+        };
+        if open_stdin {
+            let (in_r, in_w) = pipe()?;
+            io.stdio.stdin = Some(in_r);
+            io.stdin = Some(in_w);
+        }
+        Ok(io)
+    }
+}
 
 fn pipe() -> Result<(std::os::fd::OwnedFd, std::os::fd::OwnedFd), ContainerError> {
     nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(ContainerError::internal)
