@@ -23,8 +23,6 @@ pub struct CreateBody {
     user: String,
     working_dir: String,
     attach_stdin: bool,
-    attach_stdout: bool,
-    attach_stderr: bool,
     tty: bool,
 }
 
@@ -33,7 +31,6 @@ pub async fn create(
     Path(id): Path<String>,
     Json(b): Json<CreateBody>,
 ) -> Result<Response, ApiError> {
-    let _ = (b.attach_stdout, b.attach_stderr);
     if b.tty {
         // The plumbing is there (a console socket for the exec's pty), but the exec's
         // output does not reach the daemon yet: refused until it does.
@@ -61,8 +58,8 @@ pub async fn create(
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct StartBody {
+    /// Whether a terminal is used comes from the exec's creation, not from here.
     detach: bool,
-    tty: bool,
 }
 
 pub async fn start(
@@ -79,7 +76,6 @@ pub async fn start(
         serde_json::from_slice(&bytes)
             .map_err(|e| ApiError::bad_request(format!("invalid exec start body: {e}")))?
     };
-    let _ = b.tty;
     let exec = node.containers.exec(&id)?;
     let live = node.containers.start_exec(&id).await?;
     if b.detach {

@@ -8,7 +8,7 @@ use covey_runtime::ExecSpec;
 use tokio::sync::{broadcast, watch};
 
 use super::logs::{self, Output, Stream};
-use super::{ContainerError, Containers, RunIo, Status};
+use super::{ContainerError, Containers, RunIo};
 
 /// What `POST /containers/{id}/exec` asks for.
 pub struct ExecRequest {
@@ -54,14 +54,7 @@ impl Containers {
         container: &str,
         req: ExecRequest,
     ) -> Result<String, ContainerError> {
-        let c = self.get(container)?;
-        let r = c.snapshot();
-        if r.status != Status::Running {
-            return Err(ContainerError::Conflict(format!(
-                "Container {} is not running",
-                r.id
-            )));
-        }
+        let (_, r) = self.running(container)?;
         if req.args.first().is_none_or(|a| a.is_empty()) {
             return Err(ContainerError::InvalidInput(
                 "no command specified for exec".into(),

@@ -528,15 +528,18 @@ impl Containers {
         }
     }
 
-    pub async fn kill(&self, name: &str, signal: &str) -> Result<(), ContainerError> {
+    /// The container and its record, if it is running.
+    fn running(&self, name: &str) -> Result<(Arc<Container>, Record), ContainerError> {
         let c = self.get(name)?;
         let r = c.snapshot();
         if r.status != Status::Running {
-            return Err(ContainerError::Conflict(format!(
-                "Container {} is not running",
-                r.id
-            )));
+            return Err(ContainerError::NotRunning(r.id));
         }
+        Ok((c, r))
+    }
+
+    pub async fn kill(&self, name: &str, signal: &str) -> Result<(), ContainerError> {
+        let (_, r) = self.running(name)?;
         let sig = parse_signal(signal)?;
         self.signal(&r.id, sig, sig == Signal::SIGKILL).await
     }
