@@ -16,6 +16,7 @@ pub mod cli;
 pub mod config;
 pub mod containers;
 pub mod daemon;
+pub mod manager;
 pub mod units;
 
 /// covey's version, as `/version` and `covey version` report it.

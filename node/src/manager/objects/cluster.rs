@@ -1,0 +1,65 @@
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::manager::store::{Kind, Meta, Object};
+
+/// The cluster: one per swarm, made by `swarm init`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Cluster {
+    pub id: String,
+    pub meta: Meta,
+    pub spec: ClusterSpec,
+    /// The root CA's certificate and key, in PEM. Only managers hold the store, so only
+    /// managers hold the key, as in swarmkit.
+    pub ca_cert_pem: String,
+    pub ca_key_pem: String,
+    pub join_tokens: JoinTokens,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ClusterSpec {
+    pub name: String,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// How often nodes report to a dispatcher (Swarm's default: 5 s).
+    pub heartbeat_period_secs: u64,
+    /// How long node certificates are valid (Swarm's default: 90 days).
+    pub node_cert_expiry_secs: u64,
+    /// Committed entries between store snapshots (after which the Raft log is compacted).
+    pub snapshot_interval: u64,
+    /// Old tasks kept per slot (Swarm's default: 5).
+    pub task_history_retention_limit: u64,
+}
+
+impl Default for ClusterSpec {
+    fn default() -> Self {
+        ClusterSpec {
+            name: "default".into(),
+            labels: BTreeMap::new(),
+            heartbeat_period_secs: 5,
+            node_cert_expiry_secs: 90 * 24 * 3600,
+            snapshot_interval: 10_000,
+            task_history_retention_limit: 5,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct JoinTokens {
+    pub worker: String,
+    pub manager: String,
+}
+
+impl Object for Cluster {
+    const KIND: Kind = Kind::Cluster;
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn meta(&self) -> &Meta {
+        &self.meta
+    }
+    fn meta_mut(&mut self) -> &mut Meta {
+        &mut self.meta
+    }
+}
