@@ -7,15 +7,20 @@
 //! - [`api`]: the Docker Engine API subset, on the daemon's unix socket. The only module
 //!   that knows the Docker JSON shapes.
 //! - [`cli`]: the `covey` command line, a client of that API (one file per noun).
+//! - [`manager`]: the manager's components, named after swarmkit's: so far [`manager::ca`],
+//!   the cluster CA, node certificates and join tokens.
+//! - [`transport`]: node-to-node QUIC; so far [`transport::tls`], its TLS configurations.
 //!
-//! Still to come, named after swarmkit's parts: `manager/` (store, raft, ca, orchestrator,
-//! scheduler, dispatcher, allocator), `agent/`, `transport/`, `network/`.
+//! Still to come: more of `manager/` (store, raft, orchestrator, scheduler, dispatcher,
+//! allocator), `agent/`, `network/`.
 
 pub mod api;
 pub mod cli;
 pub mod config;
 pub mod containers;
 pub mod daemon;
+pub mod manager;
+pub mod transport;
 pub mod units;
 
 /// covey's version, as `/version` and `covey version` report it.

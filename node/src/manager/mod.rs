@@ -1,0 +1,2 @@
+//! The manager's components, named after swarmkit's (ca, and more to come).
+pub mod ca;
