@@ -7,9 +7,12 @@
 //! - [`api`]: the Docker Engine API subset, on the daemon's unix socket. The only module
 //!   that knows the Docker JSON shapes.
 //! - [`cli`]: the `covey` command line, a client of that API (one file per noun).
+//! - [`manager`]: what managers run, named after swarmkit's parts: the store, Raft, the
+//!   CA, and the dispatcher.
+//! - [`transport`]: node-to-node QUIC with mutual TLS, and its frames.
 //!
-//! Still to come, named after swarmkit's parts: `manager/` (store, raft, ca, orchestrator,
-//! scheduler, dispatcher, allocator), `agent/`, `transport/`, `network/`.
+//! Still to come: the rest of `manager/` (orchestrator, scheduler, allocator), `agent/`,
+//! `network/`.
 
 pub mod api;
 pub mod cli;
@@ -17,6 +20,7 @@ pub mod config;
 pub mod containers;
 pub mod daemon;
 pub mod manager;
+pub mod transport;
 pub mod units;
 
 /// covey's version, as `/version` and `covey version` report it.
