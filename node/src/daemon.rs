@@ -10,12 +10,14 @@ use nix::fcntl::{Flock, FlockArg};
 use crate::api;
 use crate::config::DaemonConfig;
 use crate::containers::Containers;
+use crate::swarm::Swarm;
 
 /// Everything the API handlers reach.
 pub struct Node {
     pub config: DaemonConfig,
     pub images: Arc<ImageService>,
     pub containers: Arc<Containers>,
+    pub swarm: Arc<Swarm>,
 }
 
 pub async fn run(config: DaemonConfig) -> anyhow::Result<()> {
@@ -57,6 +59,12 @@ pub async fn run(config: DaemonConfig) -> anyhow::Result<()> {
         crate::VERSION
     );
 
+    let swarm = Arc::new(
+        Swarm::open(&config.data_root)
+            .await
+            .context("starting this node's swarm membership")?,
+    );
+
     let socket = config.socket.clone();
     if let Some(parent) = socket.parent() {
         std::fs::create_dir_all(parent)
@@ -76,6 +84,7 @@ pub async fn run(config: DaemonConfig) -> anyhow::Result<()> {
         config,
         images,
         containers,
+        swarm: swarm.clone(),
     });
     tracing::info!(socket = %socket.display(), "API listening");
     // Clients following logs or attached would hold a graceful shutdown open for ever:
@@ -92,6 +101,7 @@ pub async fn run(config: DaemonConfig) -> anyhow::Result<()> {
             tracing::info!("clients still connected after 5s; stopping anyway");
         }
     }
+    swarm.shutdown().await;
     let _ = std::fs::remove_file(&socket);
     let _ = std::fs::remove_file(&pidfile);
     tracing::info!("covey stopped");

@@ -14,12 +14,14 @@
 //! Still to come: the rest of `manager/` (orchestrator, scheduler, allocator), `agent/`,
 //! `network/`.
 
+pub mod agent;
 pub mod api;
 pub mod cli;
 pub mod config;
 pub mod containers;
 pub mod daemon;
 pub mod manager;
+pub mod swarm;
 pub mod transport;
 pub mod units;
 

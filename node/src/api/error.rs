@@ -60,3 +60,33 @@ pub async fn unsupported(method: Method, uri: Uri) -> ApiError {
         format!("{method} {} is not supported by covey", uri.path()),
     )
 }
+
+impl From<crate::manager::store::Error> for ApiError {
+    fn from(e: crate::manager::store::Error) -> Self {
+        use crate::manager::store::ErrorKind as K;
+        let status = match e.kind() {
+            K::NotFound => StatusCode::NOT_FOUND,
+            // Docker answers an update from a stale version with 500 "update out of
+            // sequence"; a conflict says better what happened.
+            K::Conflict => StatusCode::CONFLICT,
+            K::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            K::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        Self::new(status, e.to_string())
+    }
+}
+
+impl ApiError {
+    /// A swarm operation refused or failed: Docker answers these with 503, and bad
+    /// input with 400.
+    pub fn swarm(e: anyhow::Error) -> Self {
+        let message = format!("{e:#}");
+        let bad_input = message.starts_with("invalid ");
+        let status = if bad_input {
+            StatusCode::BAD_REQUEST
+        } else {
+            StatusCode::SERVICE_UNAVAILABLE
+        };
+        Self::new(status, message)
+    }
+}

@@ -6,7 +6,10 @@ mod containers;
 mod error;
 mod exec;
 mod images;
+mod nodes;
+mod swarm;
 mod system;
+mod time;
 
 use std::sync::Arc;
 
@@ -33,6 +36,7 @@ pub fn app(node: Arc<Node>) -> App {
     let router = Router::new()
         .route("/_ping", get(system::ping).head(system::ping))
         .route("/version", get(system::version))
+        .route("/info", get(system::info))
         .route("/images/create", post(images::create))
         .route("/images/load", post(images::load))
         .route("/images/prune", post(images::prune))
@@ -59,6 +63,14 @@ pub fn app(node: Arc<Node>) -> App {
         .route("/exec/{id}/start", post(exec::start))
         .route("/exec/{id}/json", get(exec::inspect))
         .route("/exec/{id}/resize", post(exec::resize))
+        .route("/swarm", get(swarm::inspect))
+        .route("/swarm/init", post(swarm::init))
+        .route("/swarm/join", post(swarm::join))
+        .route("/swarm/leave", post(swarm::leave))
+        .route("/swarm/update", post(swarm::update))
+        .route("/nodes", get(nodes::list))
+        .route("/nodes/{id}", get(nodes::inspect).delete(nodes::remove))
+        .route("/nodes/{id}/update", post(nodes::update))
         .fallback(error::unsupported)
         .with_state(node);
     // Versions are negotiated, not routed: strip the prefix before routing.

@@ -50,3 +50,61 @@ pub async fn version(State(node): State<Arc<Node>>) -> impl IntoResponse {
         "BuildTime": "",
     }))
 }
+
+/// `/info`: the node, and its place in a swarm (the docker CLI reads `Swarm` to know
+/// whether this node is a manager and which node it is).
+pub async fn info(State(node): State<Arc<Node>>) -> impl IntoResponse {
+    let d = crate::swarm::describe();
+    let swarm = swarm_info(&node).await;
+    Json(serde_json::json!({
+        "ID": swarm["NodeID"],
+        "Name": d.hostname,
+        "ServerVersion": crate::VERSION,
+        "OSType": "linux",
+        "OperatingSystem": "linux",
+        "Architecture": d.architecture,
+        "NCPU": d.nano_cpus / 1_000_000_000,
+        "MemTotal": d.memory_bytes,
+        "DockerRootDir": node.config.data_root,
+        "Swarm": swarm,
+    }))
+}
+
+async fn swarm_info(node: &Node) -> serde_json::Value {
+    use crate::manager::objects::Node as SwarmNode;
+    let active = node
+        .swarm
+        .with_active(|a| a.map(|a| (a.state.clone(), a.manager.clone())))
+        .await;
+    let Some((state, manager)) = active else {
+        return serde_json::json!({"NodeID": "", "NodeAddr": "", "LocalNodeState": "inactive", "ControlAvailable": false, "Error": "", "RemoteManagers": null});
+    };
+    let remote: Vec<_> = state
+        .managers
+        .iter()
+        .map(|addr| serde_json::json!({"NodeID": "", "Addr": addr}))
+        .collect();
+    let mut info = serde_json::json!({
+        "NodeID": state.node_id,
+        "NodeAddr": crate::swarm::host_of(&state.advertise_addr),
+        "LocalNodeState": "active",
+        "ControlAvailable": manager.is_some(),
+        "Error": "",
+        "RemoteManagers": remote,
+    });
+    if let Some(manager) = manager {
+        if let Ok(nodes) = manager.store.list::<SwarmNode>() {
+            info["Nodes"] = nodes.len().into();
+            info["Managers"] = nodes.iter().filter(|n| n.manager_status.is_some()).count().into();
+        }
+        if let Ok(cluster) = manager.cluster() {
+            let mut cluster = super::swarm::cluster_json(&cluster);
+            // /info is readable by anyone on the socket: tokens stay in /swarm.
+            if let Some(c) = cluster.as_object_mut() {
+                c.remove("JoinTokens");
+            }
+            info["Cluster"] = cluster;
+        }
+    }
+    info
+}

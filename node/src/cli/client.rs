@@ -147,14 +147,7 @@ impl Client {
     }
 
     pub async fn json<T: DeserializeOwned>(&self, method: Method, path: &str) -> anyhow::Result<T> {
-        let resp = self.send(method, path, Self::empty()).await?;
-        let body = resp
-            .into_body()
-            .collect()
-            .await
-            .context("reading the daemon's answer")?
-            .to_bytes();
-        serde_json::from_slice(&body).context("the daemon's answer is not the JSON expected")
+        read_json(self.send(method, path, Self::empty()).await?).await
     }
 
     /// Reads a stream of JSON messages (pull progress, load results), one per line.
@@ -185,6 +178,17 @@ impl Client {
         }
         Ok(())
     }
+}
+
+/// An answer's body as JSON.
+pub async fn read_json<T: DeserializeOwned>(resp: Response<Incoming>) -> anyhow::Result<T> {
+    let body = resp
+        .into_body()
+        .collect()
+        .await
+        .context("reading the daemon's answer")?
+        .to_bytes();
+    serde_json::from_slice(&body).context("the daemon's answer is not the JSON expected")
 }
 
 /// Query-string escaping for names that contain `/`, `:` and `@`.

@@ -5,7 +5,9 @@ mod client;
 mod container;
 mod daemon;
 mod image;
+mod node;
 mod output;
+mod swarm;
 mod version;
 
 use std::process::ExitCode;
@@ -40,6 +42,12 @@ enum Command {
     /// Manage containers on this node.
     #[command(subcommand)]
     Container(container::ContainerCommand),
+    /// Manage the swarm.
+    #[command(subcommand)]
+    Swarm(swarm::SwarmCommand),
+    /// Manage the swarm's nodes.
+    #[command(subcommand)]
+    Node(node::NodeCommand),
     /// Show the covey version of the client and the daemon.
     Version(version::VersionArgs),
     /// The daemon's single-threaded helper that makes containers (started by the daemon).
@@ -85,6 +93,8 @@ pub fn main() -> ExitCode {
         match cli.command {
             Command::Daemon(args) => daemon::run(args, cli.host, cli.debug).await,
             Command::Image(cmd) => image::run(cmd, &Client::from_env(cli.host.as_deref())?).await,
+            Command::Swarm(cmd) => swarm::run(cmd, &Client::from_env(cli.host.as_deref())?).await,
+            Command::Node(cmd) => node::run(cmd, &Client::from_env(cli.host.as_deref())?).await,
             Command::Version(args) => {
                 version::run(args, &Client::from_env(cli.host.as_deref())?).await
             }

@@ -3,8 +3,133 @@
 //! - [`raft`]: Raft among managers (raft-rs), its log in sled.
 //! - [`objects`]: the typed objects the store holds.
 //! - [`ca`]: the cluster's root CA, node certificates and join tokens.
+//! - [`dispatcher`]: heartbeats from every node, on the leader.
+//! - [`rpc`] and `handler`: what nodes ask of managers over the transport, and who may.
 
 pub mod ca;
+pub mod dispatcher;
+mod handler;
+mod network;
 pub mod objects;
 pub mod raft;
+pub mod rpc;
 pub mod store;
+
+use std::sync::Arc;
+
+use self::ca::RootCa;
+use self::dispatcher::Dispatcher;
+use self::objects::Cluster;
+use self::raft::storage::LogStore;
+use self::raft::{Member, Raft, RaftConfig};
+use self::store::{Error, StateMachine, Store};
+use crate::transport::Transport;
+
+pub use handler::ManagerHandler;
+pub use network::QuicNetwork;
+
+/// A running manager: its store, Raft, CA and dispatcher.
+pub struct Manager {
+    pub node_id: String,
+    pub cluster_id: String,
+    pub store: Store,
+    pub raft: Raft,
+    pub dispatcher: Arc<Dispatcher>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// What a manager starts from.
+pub struct ManagerConfig {
+    pub node_id: String,
+    pub cluster_id: String,
+    pub db: sled::Db,
+    pub transport: Transport,
+    /// Members known before any is applied (a joining manager's view).
+    pub peers: Vec<Member>,
+    /// Make a new cluster: this node its only voter.
+    pub bootstrap: bool,
+    /// Recover a cluster that lost quorum: this node becomes its only voter.
+    pub force_new_cluster: bool,
+}
+
+impl Manager {
+    pub async fn start(config: ManagerConfig) -> Result<Arc<Manager>, Error> {
+        let machine = StateMachine::open(&config.db)?;
+        let log = LogStore::open(&config.db, machine.clone())?;
+        let raft_id = raft::raft_id(&config.node_id);
+        let raft_err = |e: ::raft::Error| Error::Unavailable(format!("raft storage: {e}"));
+        if config.bootstrap {
+            log.bootstrap(raft_id).map_err(raft_err)?;
+        }
+        if config.force_new_cluster {
+            log.force_new_cluster(raft_id).map_err(raft_err)?;
+        }
+        let net = Arc::new(QuicNetwork::new(config.transport.clone()));
+        let (raft, raft_task) = Raft::start(
+            RaftConfig::new(raft_id),
+            log,
+            machine.clone(),
+            net,
+            config.peers,
+        )?;
+        let store = Store::new(machine, Arc::new(raft.clone()));
+        let dispatcher = Arc::new(Dispatcher::new(store.clone()));
+        let mut tasks = vec![raft_task];
+        let d = dispatcher.clone();
+        let status = raft.watch_status();
+        tasks.push(tokio::spawn(async move { d.run(status).await }));
+        if config.bootstrap || config.force_new_cluster {
+            raft.campaign().await;
+        }
+        Ok(Arc::new(Manager {
+            node_id: config.node_id,
+            cluster_id: config.cluster_id,
+            store,
+            raft,
+            dispatcher,
+            tasks,
+        }))
+    }
+
+    /// The cluster object, as applied here.
+    pub fn cluster(&self) -> Result<Cluster, Error> {
+        self.store
+            .get::<Cluster>(&self.cluster_id)?
+            .ok_or_else(|| Error::Unavailable("the cluster object is not applied here yet".into()))
+    }
+
+    /// The CA, key included, from the cluster object: every manager holds it once it
+    /// has applied the cluster's first entries.
+    pub fn ca(&self) -> Result<RootCa, Error> {
+        let cluster = self.cluster()?;
+        RootCa::from_pem(&cluster.ca_cert_pem, Some(&cluster.ca_key_pem))
+            .map_err(|e| Error::Unavailable(format!("the cluster's CA: {e}")))
+    }
+
+    /// Waits until this manager knows a leader (or `timeout` passes).
+    pub async fn wait_for_leader(&self, timeout: std::time::Duration) -> bool {
+        let mut status = self.raft.watch_status();
+        tokio::time::timeout(timeout, async {
+            while status.borrow_and_update().leader == 0 {
+                if status.changed().await.is_err() {
+                    return false;
+                }
+            }
+            true
+        })
+        .await
+        .unwrap_or(false)
+    }
+
+    pub fn stop(&self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+impl Drop for Manager {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

@@ -28,10 +28,14 @@ pub enum Error {
     /// No leader now, or the write could not reach it: worth retrying.
     #[error("{0}")]
     Unavailable(String),
+    /// An error from the leader, passed back through the manager that forwarded to it.
+    #[error("{message}")]
+    Remote { kind: ErrorKind, message: String },
 }
 
 /// What kind of failure, for callers that map errors to statuses or retry.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum ErrorKind {
     NotFound,
     Conflict,
@@ -46,6 +50,7 @@ impl Error {
             Error::Exists { .. } | Error::OutOfSequence { .. } => ErrorKind::Conflict,
             Error::Unavailable(_) => ErrorKind::Unavailable,
             Error::Db(_) | Error::Corrupt { .. } | Error::Codec(_) => ErrorKind::Internal,
+            Error::Remote { kind, .. } => *kind,
         }
     }
 

@@ -1,0 +1,100 @@
+//! The agent: what every node runs once in a swarm. For now it reports to the leader's
+//! dispatcher on the cluster's period, following the leader and failing over to another
+//! manager when its own goes; running tasks comes with services.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::manager::ca::Role;
+use crate::manager::objects::NodeDescription;
+use crate::manager::rpc::{Request, Response};
+use crate::transport::Transport;
+
+const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Told of every change to the list of managers, to keep it on disk.
+pub type OnManagers = Arc<dyn Fn(Vec<String>) + Send + Sync>;
+
+pub fn start(
+    transport: Transport,
+    description: NodeDescription,
+    managers: Vec<String>,
+    on_managers: OnManagers,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(heartbeats(transport, description, managers, on_managers))
+}
+
+async fn heartbeats(
+    transport: Transport,
+    description: NodeDescription,
+    mut managers: Vec<String>,
+    on_managers: OnManagers,
+) {
+    let mut leader: Option<String> = None;
+    let mut period = Duration::from_secs(5);
+    let body = match serde_json::to_vec(&Request::Heartbeat { description }) {
+        Ok(body) => body,
+        Err(e) => {
+            tracing::error!("agent: encoding a heartbeat: {e}");
+            return;
+        }
+    };
+    loop {
+        let mut targets: Vec<String> = leader.iter().cloned().collect();
+        targets.extend(managers.iter().filter(|m| Some(*m) != leader.as_ref()).cloned());
+        let mut reported = false;
+        let mut redirects = 0;
+        let mut i = 0;
+        while i < targets.len() && !reported {
+            let target = targets[i].clone();
+            i += 1;
+            let Ok(addr) = target.parse::<SocketAddr>() else {
+                continue;
+            };
+            let reply = transport
+                .call(addr, Role::Manager.server_name(), body.clone(), CALL_TIMEOUT)
+                .await;
+            let reply = match reply.map(|b| serde_json::from_slice::<Response>(&b)) {
+                Ok(Ok(reply)) => reply,
+                Ok(Err(e)) => {
+                    tracing::debug!(manager = %target, "agent: unreadable reply: {e}");
+                    continue;
+                }
+                Err(e) => {
+                    tracing::debug!(manager = %target, "agent: heartbeat failed: {e}");
+                    continue;
+                }
+            };
+            match reply {
+                Response::Heartbeat {
+                    period_secs,
+                    managers: list,
+                    ..
+                } => {
+                    reported = true;
+                    leader = Some(target);
+                    period = Duration::from_secs(period_secs.max(1));
+                    if !list.is_empty() && list != managers {
+                        managers = list;
+                        on_managers(managers.clone());
+                    }
+                }
+                Response::NotLeader { leader: Some(l) } if redirects < 3 => {
+                    redirects += 1;
+                    targets.insert(i, l);
+                }
+                Response::Error { message, .. } => {
+                    tracing::warn!(manager = %target, "agent: heartbeat refused: {message}");
+                }
+                _ => {}
+            }
+        }
+        if !reported {
+            leader = None;
+            tracing::debug!("agent: no manager took the heartbeat; trying again");
+        }
+        let wait = if reported { period } else { Duration::from_secs(1) };
+        tokio::time::sleep(wait).await;
+    }
+}

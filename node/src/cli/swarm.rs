@@ -1,0 +1,204 @@
+//! `covey swarm`: init, join, join-token, leave, update, as `docker swarm` has them.
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use hyper::Method;
+use serde_json::{json, Value};
+
+use super::client::Client;
+
+#[derive(Subcommand)]
+pub enum SwarmCommand {
+    /// Make a new swarm with this node as its first manager.
+    Init(InitArgs),
+    /// Join a swarm as a worker or a manager, as the token says.
+    Join(JoinArgs),
+    /// Show (or rotate) the command that joins a node to this swarm.
+    JoinToken(JoinTokenArgs),
+    /// Leave the swarm.
+    Leave {
+        /// Leave even as a manager whose leaving loses the swarm's quorum.
+        #[arg(short, long)]
+        force: bool,
+    },
+    /// Change the swarm's settings.
+    Update(UpdateArgs),
+}
+
+#[derive(Args)]
+pub struct InitArgs {
+    /// Address other nodes reach this one on (IP[:PORT]).
+    #[arg(long)]
+    advertise_addr: Option<String>,
+    /// Address to listen on (IP[:PORT], default 0.0.0.0:2377).
+    #[arg(long)]
+    listen_addr: Option<String>,
+    /// Make this manager the only one of its swarm, keeping the swarm's state (after
+    /// quorum was lost).
+    #[arg(long)]
+    force_new_cluster: bool,
+    /// How often nodes report (e.g. 5s).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    dispatcher_heartbeat: Option<std::time::Duration>,
+    /// How long node certificates are valid (e.g. 2160h).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    cert_expiry: Option<std::time::Duration>,
+}
+
+#[derive(Args)]
+pub struct JoinArgs {
+    /// The swarm's worker or manager join token.
+    #[arg(long)]
+    token: String,
+    #[arg(long)]
+    advertise_addr: Option<String>,
+    #[arg(long)]
+    listen_addr: Option<String>,
+    /// A manager's address (IP[:PORT]).
+    remote: String,
+}
+
+#[derive(Args)]
+pub struct JoinTokenArgs {
+    /// Make a new token; the old one stops working.
+    #[arg(long)]
+    rotate: bool,
+    /// Print the token only.
+    #[arg(short, long)]
+    quiet: bool,
+    /// worker or manager.
+    role: String,
+}
+
+#[derive(Args)]
+pub struct UpdateArgs {
+    #[arg(long, value_parser = humantime::parse_duration)]
+    dispatcher_heartbeat: Option<std::time::Duration>,
+    #[arg(long, value_parser = humantime::parse_duration)]
+    cert_expiry: Option<std::time::Duration>,
+    /// Old tasks kept per slot.
+    #[arg(long)]
+    task_history_limit: Option<u64>,
+}
+
+fn spec(heartbeat: Option<std::time::Duration>, cert_expiry: Option<std::time::Duration>) -> Value {
+    let mut spec = json!({});
+    if let Some(h) = heartbeat {
+        spec["Dispatcher"] = json!({"HeartbeatPeriod": h.as_nanos() as u64});
+    }
+    if let Some(e) = cert_expiry {
+        spec["CAConfig"] = json!({"NodeCertExpiry": e.as_nanos() as u64});
+    }
+    spec
+}
+
+pub async fn run(cmd: SwarmCommand, client: &Client) -> anyhow::Result<()> {
+    match cmd {
+        SwarmCommand::Init(args) => {
+            let body = json!({
+                "ListenAddr": args.listen_addr.unwrap_or_default(),
+                "AdvertiseAddr": args.advertise_addr.unwrap_or_default(),
+                "ForceNewCluster": args.force_new_cluster,
+                "Spec": spec(args.dispatcher_heartbeat, args.cert_expiry),
+            });
+            let resp = client
+                .send(Method::POST, "/swarm/init", Client::json_body(&body)?)
+                .await?;
+            let id: String = super::client::read_json(resp).await?;
+            println!("Swarm initialized: current node ({id}) is now a manager.\n");
+            print_join(client, "worker", false).await?;
+            println!("To add a manager to this swarm, run 'covey swarm join-token manager' and follow the instructions.\n");
+        }
+        SwarmCommand::Join(args) => {
+            let body = json!({
+                "ListenAddr": args.listen_addr.unwrap_or_default(),
+                "AdvertiseAddr": args.advertise_addr.unwrap_or_default(),
+                "RemoteAddrs": [args.remote],
+                "JoinToken": args.token,
+            });
+            client
+                .send(Method::POST, "/swarm/join", Client::json_body(&body)?)
+                .await?;
+            let info: Value = client.json(Method::GET, "/info").await?;
+            let role = if info["Swarm"]["ControlAvailable"].as_bool() == Some(true) {
+                "manager"
+            } else {
+                "worker"
+            };
+            println!("This node joined a swarm as a {role}.");
+        }
+        SwarmCommand::JoinToken(args) => {
+            if args.role != "worker" && args.role != "manager" {
+                anyhow::bail!("unknown role {}: expected worker or manager", args.role);
+            }
+            if args.rotate {
+                let swarm: Value = client.json(Method::GET, "/swarm").await?;
+                let version = swarm["Version"]["Index"].as_u64().unwrap_or(0);
+                let flag = if args.role == "worker" {
+                    "rotateWorkerToken"
+                } else {
+                    "rotateManagerToken"
+                };
+                client
+                    .send(
+                        Method::POST,
+                        &format!("/swarm/update?version={version}&{flag}=true"),
+                        Client::json_body(&swarm["Spec"])?,
+                    )
+                    .await?;
+                if !args.quiet {
+                    println!("Successfully rotated {} join token.\n", args.role);
+                }
+            }
+            print_join(client, &args.role, args.quiet).await?;
+        }
+        SwarmCommand::Leave { force } => {
+            let path = if force {
+                "/swarm/leave?force=1"
+            } else {
+                "/swarm/leave"
+            };
+            client.send(Method::POST, path, Client::empty()).await?;
+            println!("Node left the swarm.");
+        }
+        SwarmCommand::Update(args) => {
+            let swarm: Value = client.json(Method::GET, "/swarm").await?;
+            let version = swarm["Version"]["Index"].as_u64().unwrap_or(0);
+            let mut spec = swarm["Spec"].clone();
+            if let Some(h) = args.dispatcher_heartbeat {
+                spec["Dispatcher"]["HeartbeatPeriod"] = json!(h.as_nanos() as u64);
+            }
+            if let Some(e) = args.cert_expiry {
+                spec["CAConfig"]["NodeCertExpiry"] = json!(e.as_nanos() as u64);
+            }
+            if let Some(n) = args.task_history_limit {
+                spec["Orchestration"]["TaskHistoryRetentionLimit"] = json!(n);
+            }
+            client
+                .send(
+                    Method::POST,
+                    &format!("/swarm/update?version={version}"),
+                    Client::json_body(&spec)?,
+                )
+                .await?;
+            println!("Swarm updated.");
+        }
+    }
+    Ok(())
+}
+
+async fn print_join(client: &Client, role: &str, quiet: bool) -> anyhow::Result<()> {
+    let swarm: Value = client.json(Method::GET, "/swarm").await?;
+    let key = if role == "worker" { "Worker" } else { "Manager" };
+    let token = swarm["JoinTokens"][key]
+        .as_str()
+        .context("the daemon sent no join token")?;
+    if quiet {
+        println!("{token}");
+        return Ok(());
+    }
+    let info: Value = client.json(Method::GET, "/info").await?;
+    let addr = info["Swarm"]["RemoteManagers"][0]["Addr"].as_str().unwrap_or("MANAGER-IP:2377");
+    println!("To add a {role} to this swarm, run the following command:\n\n    covey swarm join --token {token} {addr}\n");
+    Ok(())
+}

@@ -1,0 +1,221 @@
+//! The manager's side of the transport: checks who calls and what they may ask.
+
+use std::sync::Arc;
+
+use base64::Engine as _;
+
+use super::ca::{JoinToken, Role, DEFAULT_CERT_VALIDITY};
+use super::objects::{Availability, ManagerStatus, Node, NodeSpec, NodeState, NodeStatus};
+use super::raft::{raft_id, Forward, Member, Message};
+use super::rpc::{Joined, Request, Response};
+use super::store::{Action, Error, ErrorKind};
+use super::Manager;
+use crate::transport::{BoxFuture, Handler, Peer};
+
+pub struct ManagerHandler(pub Arc<Manager>);
+
+fn refuse(kind: ErrorKind, message: impl Into<String>) -> Response {
+    Response::Error {
+        message: message.into(),
+        kind,
+    }
+}
+
+impl From<Error> for Response {
+    fn from(e: Error) -> Self {
+        refuse(e.kind(), e.to_string())
+    }
+}
+
+impl Handler for ManagerHandler {
+    fn request(&self, peer: Peer, body: Vec<u8>) -> BoxFuture<Vec<u8>> {
+        let manager = self.0.clone();
+        Box::pin(async move {
+            let response = match serde_json::from_slice::<Request>(&body) {
+                Ok(request) => manager.serve(peer, request).await,
+                Err(e) => refuse(ErrorKind::Internal, format!("unreadable request: {e}")),
+            };
+            serde_json::to_vec(&response).unwrap_or_default()
+        })
+    }
+
+    fn raft(&self, peer: Peer, message: Message) {
+        // A manager speaks for itself only: its certificate's node id is its Raft id.
+        let Some(cert) = peer.cert.filter(|c| c.role == Role::Manager) else {
+            return;
+        };
+        if raft_id(&cert.node_id) != message.from {
+            tracing::warn!(node = %cert.node_id, from = message.from, "raft message under another id dropped");
+            return;
+        }
+        self.0.raft.step(message);
+    }
+}
+
+impl Manager {
+    async fn serve(&self, peer: Peer, request: Request) -> Response {
+        let Some(cert) = peer.cert.clone() else {
+            return match request {
+                Request::Join {
+                    token,
+                    csr,
+                    description,
+                    advertise_addr,
+                } => self
+                    .join(&token, &csr, description, &advertise_addr, peer)
+                    .await
+                    .unwrap_or_else(|r| r),
+                _ => refuse(
+                    ErrorKind::Conflict,
+                    "this call needs a node certificate: join the swarm first",
+                ),
+            };
+        };
+        if cert.cluster_id != self.cluster_id {
+            return refuse(ErrorKind::Conflict, "this certificate is from another cluster");
+        }
+        match request {
+            Request::Join { .. } => refuse(ErrorKind::Conflict, "this node is already part of a swarm"),
+            Request::Heartbeat { description } => {
+                let status = self.raft.status();
+                if !status.is_leader {
+                    return Response::NotLeader {
+                        leader: self.raft.leader().map(|m| m.addr),
+                    };
+                }
+                match self
+                    .dispatcher
+                    .heartbeat(&cert.node_id, peer.addr.ip(), &description)
+                    .await
+                {
+                    Ok(node) => Response::Heartbeat {
+                        period_secs: self.dispatcher.period().as_secs(),
+                        managers: self.manager_addrs(),
+                        desired_role: node.spec.desired_role,
+                    },
+                    Err(e) => e.into(),
+                }
+            }
+            Request::Renew { csr } => match self.sign(&csr, &cert.node_id, cert.role) {
+                Ok(cert_pem) => Response::Renewed { cert_pem },
+                Err(r) => r,
+            },
+            Request::Forward(forward) => {
+                if cert.role != Role::Manager {
+                    return refuse(ErrorKind::Conflict, "only managers may forward to the leader");
+                }
+                match self.raft.submit(forward).await {
+                    Ok(()) => Response::Done,
+                    Err(e) => e.into(),
+                }
+            }
+        }
+    }
+
+    fn manager_addrs(&self) -> Vec<String> {
+        self.raft
+            .members()
+            .map(|m| m.into_iter().map(|m| m.addr).collect())
+            .unwrap_or_default()
+    }
+
+    fn sign(&self, csr_b64: &str, node_id: &str, role: Role) -> Result<String, Response> {
+        let csr = base64::engine::general_purpose::STANDARD
+            .decode(csr_b64)
+            .map_err(|e| refuse(ErrorKind::Conflict, format!("invalid certificate request: {e}")))?;
+        let validity = self
+            .cluster()
+            .map(|c| std::time::Duration::from_secs(c.spec.node_cert_expiry_secs))
+            .unwrap_or(DEFAULT_CERT_VALIDITY);
+        self.ca()
+            .map_err(Response::from)?
+            .sign_csr(&csr, node_id, role, &self.cluster_id, validity)
+            .map_err(|e| refuse(ErrorKind::Conflict, e.to_string()))
+    }
+
+    /// A node asks in: the token names its role; it gets an id and a certificate, and a
+    /// manager becomes a Raft member.
+    async fn join(
+        &self,
+        token: &str,
+        csr: &str,
+        description: super::objects::NodeDescription,
+        advertise_addr: &str,
+        peer: Peer,
+    ) -> Result<Response, Response> {
+        let cluster = self.cluster().map_err(Response::from)?;
+        let presented: JoinToken = token
+            .parse()
+            .map_err(|e: super::ca::Error| refuse(ErrorKind::Conflict, e.to_string()))?;
+        let tokens = [
+            (Role::Worker, cluster.join_tokens.worker.parse::<JoinToken>()),
+            (Role::Manager, cluster.join_tokens.manager.parse::<JoinToken>()),
+        ];
+        let role = tokens
+            .into_iter()
+            .find_map(|(role, t)| t.ok().filter(|t| t.matches(&presented)).map(|_| role))
+            .ok_or_else(|| {
+                tracing::warn!(from = %peer.addr, "join refused: the token is not valid");
+                refuse(
+                    ErrorKind::Conflict,
+                    "invalid join token: it does not match this swarm's tokens (was it rotated?)",
+                )
+            })?;
+        let node_id = super::ca::new_id();
+        let cert_pem = self.sign(csr, &node_id, role)?;
+        let manager_status = match role {
+            Role::Manager => {
+                let addr = if advertise_addr.is_empty() {
+                    format!("{}:{}", peer.addr.ip(), crate::swarm::DEFAULT_PORT)
+                } else {
+                    advertise_addr.to_string()
+                };
+                Some(ManagerStatus {
+                    raft_id: raft_id(&node_id),
+                    addr,
+                })
+            }
+            Role::Worker => None,
+        };
+        let node = Node {
+            id: node_id.clone(),
+            meta: Default::default(),
+            spec: NodeSpec {
+                name: String::new(),
+                desired_role: role,
+                availability: Availability::Active,
+                labels: Default::default(),
+            },
+            role,
+            description,
+            status: NodeStatus {
+                state: NodeState::Unknown,
+                message: String::new(),
+                addr: peer.addr.ip().to_string(),
+            },
+            manager_status: manager_status.clone(),
+        };
+        let create = Action::create(&node).map_err(Response::from)?;
+        self.store.propose(vec![create]).await.map_err(Response::from)?;
+        if let Some(status) = manager_status {
+            let member = Member {
+                raft_id: status.raft_id,
+                node_id: node_id.clone(),
+                addr: status.addr,
+            };
+            self.raft
+                .submit(Forward::AddMember(member))
+                .await
+                .map_err(Response::from)?;
+        }
+        tracing::info!(node = %node_id, %role, from = %peer.addr, "node joined");
+        Ok(Response::Joined(Joined {
+            cluster_id: self.cluster_id.clone(),
+            node_id,
+            role,
+            cert_pem,
+            ca_pem: cluster.ca_cert_pem.clone(),
+            members: self.raft.members().map_err(Response::from)?,
+        }))
+    }
+}

@@ -1,0 +1,59 @@
+//! What nodes say to managers over the transport: JSON in Request and Response frames.
+
+use serde::{Deserialize, Serialize};
+
+use super::ca::Role;
+use super::objects::NodeDescription;
+use super::raft::{Forward, Member};
+use super::store::ErrorKind;
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "call", rename_all = "snake_case")]
+pub enum Request {
+    /// A node asks in, with its token and a certificate request. The only call an
+    /// anonymous peer may make.
+    Join {
+        token: String,
+        /// The request's DER, base64.
+        csr: String,
+        description: NodeDescription,
+        /// Where managers reach the node (used when it joins as a manager).
+        advertise_addr: String,
+    },
+    /// Every node, on the cluster's heartbeat period, to the leader's dispatcher.
+    Heartbeat { description: NodeDescription },
+    /// A node renews its certificate before it expires.
+    Renew { csr: String },
+    /// Managers only: a follower hands the leader a write or a membership change.
+    Forward(Forward),
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "reply", rename_all = "snake_case")]
+pub enum Response {
+    Joined(Joined),
+    Heartbeat {
+        /// When to report next.
+        period_secs: u64,
+        /// Every manager's address, to fail over to when this one goes.
+        managers: Vec<String>,
+        /// The role the node's certificate should have (promotion, demotion).
+        desired_role: Role,
+    },
+    Renewed { cert_pem: String },
+    Done,
+    /// Only the leader takes heartbeats: ask it instead.
+    NotLeader { leader: Option<String> },
+    Error { message: String, kind: ErrorKind },
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Joined {
+    pub cluster_id: String,
+    pub node_id: String,
+    pub role: Role,
+    pub cert_pem: String,
+    pub ca_pem: String,
+    /// Raft's members, so a joining manager can reach its peers before it applies a thing.
+    pub members: Vec<Member>,
+}

@@ -1,0 +1,406 @@
+//! The node's membership of a swarm, after swarmkit's `node/`: `swarm init`, `join` and
+//! `leave`, and at boot, starting the manager and the agent from what is on disk.
+
+mod addr;
+mod describe;
+mod state;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use base64::Engine as _;
+use tokio::sync::Mutex;
+
+use crate::manager::ca::{self, JoinToken, RootCa, Role, DEFAULT_CERT_VALIDITY};
+use crate::manager::objects::{
+    Availability, Cluster, ClusterSpec, JoinTokens, ManagerStatus, Node, NodeSpec, NodeState,
+    NodeStatus,
+};
+use crate::manager::raft::{raft_id, Forward, Member};
+use crate::manager::rpc::{Request, Response};
+use crate::manager::store::Action;
+use crate::manager::{Manager, ManagerConfig, ManagerHandler};
+use crate::transport::{tls, Transport};
+
+pub use addr::{host_of, DEFAULT_PORT};
+pub use describe::describe;
+pub use state::SwarmState;
+use state::Paths;
+
+/// A node in a swarm, while it is one.
+pub struct Active {
+    pub state: SwarmState,
+    pub transport: Transport,
+    pub manager: Option<Arc<Manager>>,
+    agent: tokio::task::JoinHandle<()>,
+}
+
+pub struct Swarm {
+    paths: Arc<Paths>,
+    /// One membership change at a time; held across init, join and leave.
+    active: Mutex<Option<Active>>,
+}
+
+pub struct InitOptions {
+    pub listen_addr: Option<String>,
+    pub advertise_addr: Option<String>,
+    pub force_new_cluster: bool,
+    pub spec: Option<ClusterSpec>,
+}
+
+pub struct JoinOptions {
+    pub token: String,
+    pub remote_addrs: Vec<String>,
+    pub listen_addr: Option<String>,
+    pub advertise_addr: Option<String>,
+}
+
+const NOT_IN_SWARM: &str =
+    "This node is not a swarm manager. Use \"docker swarm init\" or \"docker swarm join\" to connect this node to swarm and try again.";
+const ALREADY_IN_SWARM: &str = "This node is already part of a swarm. Use \"docker swarm leave\" to leave this swarm and join another one.";
+const JOIN_TIMEOUT: Duration = Duration::from_secs(30);
+
+impl Swarm {
+    /// Opens what is on disk and, if the node is in a swarm, starts its parts.
+    pub async fn open(data_root: &std::path::Path) -> anyhow::Result<Swarm> {
+        let swarm = Swarm {
+            paths: Arc::new(Paths::new(data_root)),
+            active: Mutex::new(None),
+        };
+        if let Some(state) = swarm.paths.load()? {
+            let active = swarm.resume(state, false).await?;
+            *swarm.active.lock().await = Some(active);
+        }
+        Ok(swarm)
+    }
+
+    /// The node's part in the swarm now, for the API.
+    pub async fn with_active<T>(&self, f: impl FnOnce(Option<&Active>) -> T) -> T {
+        f(self.active.lock().await.as_ref())
+    }
+
+    /// The running manager, or the error Docker gives on a node that is not one.
+    pub async fn manager(&self) -> anyhow::Result<Arc<Manager>> {
+        self.active
+            .lock()
+            .await
+            .as_ref()
+            .and_then(|a| a.manager.clone())
+            .context(NOT_IN_SWARM)
+    }
+
+    /// Starts a node's parts from its state on disk.
+    async fn resume(&self, state: SwarmState, force_new_cluster: bool) -> anyhow::Result<Active> {
+        let (cert_pem, key_pem, ca_pem) = self.paths.load_certs()?;
+        let ca = RootCa::from_pem(&ca_pem, None).context("reading the swarm's CA")?;
+        let identity = tls::Identity::from_pem(&cert_pem, &key_pem)?;
+        let listen = addr::parse_listen(&state.listen_addr)?;
+        let server = match state.role {
+            Role::Manager => Some(tls::server_config(ca.cert_der(), &identity)?),
+            Role::Worker => None,
+        };
+        let transport = Transport::bind(listen, server, tls::client_config(ca.cert_der(), Some(&identity))?)
+            .with_context(|| format!("listening on {listen}"))?;
+        let manager = match state.role {
+            Role::Manager => {
+                let manager = self
+                    .start_manager(&state, &transport, Vec::new(), false, force_new_cluster)
+                    .await?;
+                Some(manager)
+            }
+            Role::Worker => None,
+        };
+        let agent = self.start_agent(&state, &transport);
+        tracing::info!(node = %state.node_id, role = %state.role, "in swarm {}", state.cluster_id);
+        Ok(Active {
+            state,
+            transport,
+            manager,
+            agent,
+        })
+    }
+
+    async fn start_manager(
+        &self,
+        state: &SwarmState,
+        transport: &Transport,
+        peers: Vec<Member>,
+        bootstrap: bool,
+        force_new_cluster: bool,
+    ) -> anyhow::Result<Arc<Manager>> {
+        let db_path = self.paths.db();
+        let db = sled::Config::new()
+            .path(&db_path)
+            // sled's own periodic flush; Raft syncs what must be durable itself.
+            .flush_every_ms(Some(5000))
+            .open()
+            .with_context(|| format!("opening {}", db_path.display()))?;
+        let manager = Manager::start(ManagerConfig {
+            node_id: state.node_id.clone(),
+            cluster_id: state.cluster_id.clone(),
+            db,
+            transport: transport.clone(),
+            peers,
+            bootstrap,
+            force_new_cluster,
+        })
+        .await?;
+        transport.serve(Arc::new(ManagerHandler(manager.clone())));
+        Ok(manager)
+    }
+
+    fn start_agent(&self, state: &SwarmState, transport: &Transport) -> tokio::task::JoinHandle<()> {
+        let paths = self.paths.clone();
+        let saved = state.clone();
+        let on_managers = Arc::new(move |managers: Vec<String>| {
+            let mut state = saved.clone();
+            state.managers = managers;
+            if let Err(e) = paths.save(&state) {
+                tracing::warn!("saving the list of managers: {e:#}");
+            }
+        });
+        crate::agent::start(transport.clone(), describe(), state.managers.clone(), on_managers)
+    }
+
+    /// `swarm init`: a new cluster with this node its first manager.
+    pub async fn init(&self, options: InitOptions) -> anyhow::Result<String> {
+        let mut active = self.active.lock().await;
+        if options.force_new_cluster {
+            let Some(current) = active.take() else {
+                bail!("--force-new-cluster needs the state of a manager of an existing swarm, and this node has none");
+            };
+            if current.state.role != Role::Manager {
+                *active = Some(current);
+                bail!("--force-new-cluster must run on a manager");
+            }
+            let state = current.state.clone();
+            stop(current).await;
+            let resumed = self.resume(state, true).await?;
+            let node_id = resumed.state.node_id.clone();
+            *active = Some(resumed);
+            return Ok(node_id);
+        }
+        if active.is_some() {
+            bail!(ALREADY_IN_SWARM);
+        }
+        let listen = addr::parse_listen(options.listen_addr.as_deref().unwrap_or("0.0.0.0:2377"))?;
+        let advertise = addr::advertise(options.advertise_addr.as_deref(), listen, None)?;
+        let cluster_id = ca::new_id();
+        let node_id = ca::new_id();
+        let root = RootCa::generate(&cluster_id)?;
+        let keys = root.issue(&node_id, Role::Manager, &cluster_id, DEFAULT_CERT_VALIDITY)?;
+        let key_pem = root.key_pem().context("a new CA without its key")?;
+        self.paths.save_certs(&keys.cert_pem, &keys.key_pem, &root.cert_pem())?;
+        let identity = tls::Identity::from_pem(&keys.cert_pem, &keys.key_pem)?;
+        let transport = Transport::bind(
+            listen,
+            Some(tls::server_config(root.cert_der(), &identity)?),
+            tls::client_config(root.cert_der(), Some(&identity))?,
+        )
+        .with_context(|| format!("listening on {listen}"))?;
+        let state = SwarmState {
+            cluster_id: cluster_id.clone(),
+            node_id: node_id.clone(),
+            role: Role::Manager,
+            listen_addr: listen.to_string(),
+            advertise_addr: advertise.clone(),
+            managers: vec![advertise.clone()],
+        };
+        let manager = self.start_manager(&state, &transport, Vec::new(), true, false).await?;
+        if !manager.wait_for_leader(Duration::from_secs(10)).await {
+            bail!("the new cluster elected no leader");
+        }
+        let cluster = Cluster {
+            id: cluster_id.clone(),
+            meta: Default::default(),
+            spec: options.spec.unwrap_or_default(),
+            ca_cert_pem: root.cert_pem(),
+            ca_key_pem: key_pem,
+            join_tokens: JoinTokens {
+                worker: JoinToken::generate(&root).to_string(),
+                manager: JoinToken::generate(&root).to_string(),
+            },
+        };
+        let member = Member {
+            raft_id: raft_id(&node_id),
+            node_id: node_id.clone(),
+            addr: advertise.clone(),
+        };
+        let node = Node {
+            id: node_id.clone(),
+            meta: Default::default(),
+            spec: NodeSpec {
+                name: String::new(),
+                desired_role: Role::Manager,
+                availability: Availability::Active,
+                labels: Default::default(),
+            },
+            role: Role::Manager,
+            description: describe(),
+            status: NodeStatus {
+                state: NodeState::Ready,
+                message: String::new(),
+                addr: addr::host_of(&advertise),
+            },
+            manager_status: Some(ManagerStatus {
+                raft_id: member.raft_id,
+                addr: advertise.clone(),
+            }),
+        };
+        manager
+            .store
+            .propose(vec![Action::create(&cluster)?, Action::create(&node)?])
+            .await?;
+        manager.raft.submit(Forward::AddMember(member)).await?;
+        self.paths.save(&state)?;
+        let agent = self.start_agent(&state, &transport);
+        tracing::info!(cluster = %cluster_id, node = %node_id, "swarm initialized");
+        *active = Some(Active {
+            state,
+            transport,
+            manager: Some(manager),
+            agent,
+        });
+        Ok(node_id)
+    }
+
+    /// `swarm join`: a certificate from a manager, whose CA the token pins.
+    pub async fn join(&self, options: JoinOptions) -> anyhow::Result<()> {
+        let mut active = self.active.lock().await;
+        if active.is_some() {
+            bail!(ALREADY_IN_SWARM);
+        }
+        let token: JoinToken = options.token.trim().parse()?;
+        let remote = options
+            .remote_addrs
+            .first()
+            .context("swarm join needs the address of a manager")?;
+        let remote = addr::parse_remote(remote)?;
+        let listen = addr::parse_listen(options.listen_addr.as_deref().unwrap_or("0.0.0.0:2377"))?;
+        let advertise = addr::advertise(options.advertise_addr.as_deref(), listen, Some(remote))?;
+        let (key_pem, csr) = ca::new_csr()?;
+        let join_config = tls::join_client_config(token.ca_digest())?;
+        let transport = Transport::bind(listen, None, join_config.clone())
+            .with_context(|| format!("listening on {listen}"))?;
+        let request = Request::Join {
+            token: token.to_string(),
+            csr: base64::engine::general_purpose::STANDARD.encode(csr),
+            description: describe(),
+            advertise_addr: advertise.clone(),
+        };
+        let (reply, _chain) = transport
+            .call_once(
+                remote,
+                join_config,
+                Role::Manager.server_name(),
+                serde_json::to_vec(&request)?,
+                JOIN_TIMEOUT,
+            )
+            .await
+            .with_context(|| format!("reaching the manager at {remote}"))?;
+        let joined = match serde_json::from_slice::<Response>(&reply)
+            .context("an unreadable answer from the manager")?
+        {
+            Response::Joined(joined) => joined,
+            Response::Error { message, .. } => bail!("{message}"),
+            other => bail!("the manager answered {other:?}"),
+        };
+        // The token pinned the CA that signed the manager's certificate; the CA we keep
+        // must be that same one.
+        let root = RootCa::from_pem(&joined.ca_pem, None)?;
+        if root.digest().as_bytes() != token.ca_digest().as_bytes() {
+            bail!("the manager sent a CA that does not match the join token");
+        }
+        self.paths.save_certs(&joined.cert_pem, &key_pem, &joined.ca_pem)?;
+        let identity = tls::Identity::from_pem(&joined.cert_pem, &key_pem)?;
+        transport.set_client_config(tls::client_config(root.cert_der(), Some(&identity))?);
+        let mut managers: Vec<String> = joined.members.iter().map(|m| m.addr.clone()).collect();
+        if managers.is_empty() {
+            managers.push(remote.to_string());
+        }
+        let state = SwarmState {
+            cluster_id: joined.cluster_id,
+            node_id: joined.node_id,
+            role: joined.role,
+            listen_addr: listen.to_string(),
+            advertise_addr: advertise,
+            managers,
+        };
+        let manager = match joined.role {
+            Role::Manager => {
+                transport.set_server_config(Some(tls::server_config(root.cert_der(), &identity)?));
+                Some(
+                    self.start_manager(&state, &transport, joined.members, false, false)
+                        .await?,
+                )
+            }
+            Role::Worker => None,
+        };
+        self.paths.save(&state)?;
+        let agent = self.start_agent(&state, &transport);
+        tracing::info!(node = %state.node_id, role = %state.role, "joined swarm {}", state.cluster_id);
+        *active = Some(Active {
+            state,
+            transport,
+            manager,
+            agent,
+        });
+        Ok(())
+    }
+
+    /// `swarm leave`: a manager that would take quorum with it, or the last one, needs
+    /// `force`, as in Swarm.
+    pub async fn leave(&self, force: bool) -> anyhow::Result<()> {
+        let mut active = self.active.lock().await;
+        let Some(current) = active.take() else {
+            bail!("This node is not part of a swarm");
+        };
+        if let Some(manager) = &current.manager {
+            let members = manager.raft.members().unwrap_or_default().len();
+            let unreachable = manager.raft.status().unreachable.len();
+            let left = members.saturating_sub(1);
+            let reachable_after = left.saturating_sub(unreachable);
+            if !force {
+                let message = if left == 0 {
+                    "You are attempting to leave the swarm on a node that is participating as a manager. Removing the last manager erases all current state of the swarm. Use `--force` to ignore this message.".to_string()
+                } else if reachable_after < left / 2 + 1 {
+                    format!("You are attempting to leave the swarm on a node that is participating as a manager. Removing this node leaves {reachable_after} managers out of {members}. Without a Raft quorum your swarm will be inaccessible. The only way to restore a swarm that has lost consensus is to reinitialize it with `--force-new-cluster`. Use `--force` to suppress this message.")
+                } else {
+                    String::new()
+                };
+                if !message.is_empty() {
+                    *active = Some(current);
+                    bail!(message);
+                }
+            }
+            if left > 0 {
+                let id = manager.raft.id();
+                if let Err(e) = manager.raft.submit(Forward::RemoveMember(id)).await {
+                    tracing::warn!("leaving raft: {e}");
+                }
+            }
+        }
+        let node_id = current.state.node_id.clone();
+        stop(current).await;
+        std::fs::remove_dir_all(&self.paths.dir)
+            .with_context(|| format!("removing {}", self.paths.dir.display()))?;
+        tracing::info!(node = %node_id, "left the swarm");
+        Ok(())
+    }
+
+    /// Stops the node's swarm parts (the daemon is stopping); its state stays on disk.
+    pub async fn shutdown(&self) {
+        if let Some(current) = self.active.lock().await.take() {
+            stop(current).await;
+        }
+    }
+}
+
+async fn stop(active: Active) {
+    active.agent.abort();
+    if let Some(manager) = &active.manager {
+        manager.stop();
+    }
+    active.transport.close().await;
+}

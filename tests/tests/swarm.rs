@@ -1,0 +1,260 @@
+//! Swarms of real daemons, each node in its own network namespace: init and join with
+//! tokens, Raft elections among managers, lost leaders, partitions and lossy links.
+
+use std::time::{Duration, Instant};
+
+use covey_tests::cluster::Net;
+use covey_tests::Daemon;
+use serde_json::Value;
+
+/// A test's nodes: the network and one daemon per node.
+struct Swarm {
+    daemons: Vec<Daemon>,
+    net: Net,
+}
+
+impl Swarm {
+    fn start(prefix: &str, nodes: usize) -> Swarm {
+        let net = Net::new(prefix, nodes).expect("making the network");
+        let daemons = (1..=nodes)
+            .map(|i| {
+                Daemon::start_in_netns(prefix, &net.node_ns(i), &[]).expect("starting a daemon")
+            })
+            .collect();
+        Swarm { daemons, net }
+    }
+
+    fn node(&self, i: usize) -> &Daemon {
+        &self.daemons[i - 1]
+    }
+
+    fn addr(&self, i: usize) -> String {
+        self.net.node_ip(i).to_string()
+    }
+
+    /// Node 1 makes the swarm (with a 1 s heartbeat, so Down comes fast).
+    fn init(&self) {
+        self.node(1).covey_ok(&[
+            "swarm",
+            "init",
+            "--advertise-addr",
+            &self.addr(1),
+            "--dispatcher-heartbeat",
+            "1s",
+        ]);
+    }
+
+    fn token(&self, manager: usize, role: &str) -> String {
+        self.node(manager)
+            .covey_ok(&["swarm", "join-token", "-q", role])
+            .trim()
+            .to_string()
+    }
+
+    fn join(&self, i: usize, role: &str, via: usize) {
+        let token = self.token(via, role);
+        let out = self.node(i).covey_ok(&[
+            "swarm",
+            "join",
+            "--token",
+            &token,
+            "--advertise-addr",
+            &self.addr(i),
+            &self.addr(via),
+        ]);
+        assert!(out.contains(&format!("joined a swarm as a {role}")), "{out}");
+    }
+
+    fn nodes(&self, via: usize) -> Option<Vec<Value>> {
+        let out = self.node(via).covey(&["node", "ls", "-q"]);
+        if !out.status.success() {
+            return None;
+        }
+        let ids: Vec<String> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_string)
+            .collect();
+        let mut args = vec!["node", "inspect"];
+        args.extend(ids.iter().map(String::as_str));
+        let out = self.node(via).covey(&args);
+        if !out.status.success() {
+            return None;
+        }
+        serde_json::from_slice(&out.stdout).ok()
+    }
+
+    /// The leader's node index as `via` sees it.
+    fn leader(&self, via: usize) -> Option<usize> {
+        let nodes = self.nodes(via)?;
+        let leader = nodes
+            .iter()
+            .find(|n| n["ManagerStatus"]["Leader"].as_bool() == Some(true))?;
+        let addr = leader["ManagerStatus"]["Addr"].as_str()?.to_string();
+        (1..=self.daemons.len()).find(|i| addr.starts_with(&format!("{}:", self.addr(*i))))
+    }
+
+    /// A write to the store through manager `via`: a label on node `on`.
+    fn write(&self, via: usize, on: usize, label: &str) -> bool {
+        let Some(id) = self.id_of(via, on) else {
+            return false;
+        };
+        self.node(via)
+            .covey(&["node", "update", "--label-add", label, &id])
+            .status
+            .success()
+    }
+
+    fn id_of(&self, via: usize, on: usize) -> Option<String> {
+        let addr = self.addr(on);
+        self.nodes(via)?
+            .iter()
+            .find(|n| n["Status"]["Addr"].as_str() == Some(addr.as_str()))
+            .and_then(|n| n["ID"].as_str().map(str::to_string))
+    }
+}
+
+fn eventually<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+#[test]
+fn three_managers_and_a_worker_join_elect_and_survive_a_lost_leader() {
+    let swarm = Swarm::start("swm3", 4);
+    swarm.init();
+    swarm.join(2, "manager", 1);
+    swarm.join(3, "manager", 2);
+    swarm.join(4, "worker", 1);
+
+    let nodes = eventually("4 ready nodes", Duration::from_secs(30), || {
+        let nodes = swarm.nodes(1)?;
+        let ready = nodes
+            .iter()
+            .filter(|n| n["Status"]["State"] == "ready")
+            .count();
+        (ready == 4).then_some(nodes)
+    });
+    let managers = nodes.iter().filter(|n| n["ManagerStatus"].is_object()).count();
+    assert_eq!(managers, 3);
+    let table = swarm.node(2).covey_ok(&["node", "ls"]);
+    assert!(table.contains("MANAGER STATUS") && table.contains("Leader"), "{table}");
+    assert_eq!(table.matches("Reachable").count(), 2, "{table}");
+
+    // A worker has no control plane.
+    let refused = swarm.node(4).covey(&["node", "ls"]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("not a swarm manager"));
+
+    // Kill the leader: the other two elect one of themselves and writes go on.
+    let leader = swarm.leader(1).expect("a leader");
+    let mut swarm = swarm;
+    swarm.daemons[leader - 1].kill();
+    let survivor = (1..=3).find(|i| *i != leader).expect("a survivor");
+    let new_leader = eventually("a new leader", Duration::from_secs(40), || {
+        swarm.leader(survivor).filter(|l| *l != leader)
+    });
+    assert!(swarm.write(new_leader, 4, "after=kill"), "a write after the leader was lost");
+    eventually("the old leader marked down", Duration::from_secs(30), || {
+        let nodes = swarm.nodes(survivor)?;
+        let addr = swarm.addr(leader);
+        nodes
+            .iter()
+            .any(|n| n["Status"]["Addr"] == addr.as_str() && n["Status"]["State"] == "down")
+            .then_some(())
+    });
+
+    // It comes back from its own disk, follows, and catches up.
+    swarm.daemons[leader - 1].restart().expect("restarting");
+    eventually("the restarted manager caught up", Duration::from_secs(40), || {
+        let nodes = swarm.nodes(leader)?;
+        nodes
+            .iter()
+            .any(|n| n["Spec"]["Labels"]["after"] == "kill")
+            .then_some(())
+    });
+    let leaders: Vec<usize> = (1..=3).filter_map(|i| swarm.leader(i)).collect();
+    assert!(leaders.windows(2).all(|w| w[0] == w[1]), "managers disagree on the leader: {leaders:?}");
+}
+
+#[test]
+fn tokens_are_checked_and_rotation_retires_the_old_one() {
+    let swarm = Swarm::start("swtok", 3);
+    swarm.init();
+    let worker = swarm.token(1, "worker");
+    assert!(worker.starts_with("SWMTKN-1-"), "{worker}");
+
+    // The right CA, the wrong secret.
+    let mut forged = worker.clone();
+    let last = forged.pop().expect("a token");
+    forged.push(if last == 'a' { 'b' } else { 'a' });
+    let out = swarm.node(2).covey(&["swarm", "join", "--token", &forged, &swarm.addr(1)]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(err.contains("invalid join token"), "{err}");
+
+    // Garbage is refused before anything is sent.
+    let out = swarm.node(2).covey(&["swarm", "join", "--token", "SWMTKN-1-nope", &swarm.addr(1)]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("invalid join token"));
+
+    // Rotated: the old token stops working, the new one works.
+    swarm.node(1).covey_ok(&["swarm", "join-token", "--rotate", "worker"]);
+    let out = swarm.node(2).covey(&["swarm", "join", "--token", &worker, &swarm.addr(1)]);
+    assert!(!out.status.success(), "a rotated-away token was accepted");
+    swarm.join(2, "worker", 1);
+
+    // A token for another swarm's CA: the manager's certificate does not match it.
+    let other = Swarm::start("swtok2", 1);
+    other.init();
+    let foreign = other.token(1, "worker");
+    let out = swarm.node(3).covey(&["swarm", "join", "--token", &foreign, &swarm.addr(1)]);
+    assert!(!out.status.success(), "a token of another swarm was accepted");
+}
+
+#[test]
+fn a_minority_commits_nothing_and_lossy_links_still_commit() {
+    let swarm = Swarm::start("swpart", 3);
+    swarm.init();
+    swarm.join(2, "manager", 1);
+    swarm.join(3, "manager", 1);
+    eventually("3 ready managers", Duration::from_secs(30), || {
+        let nodes = swarm.nodes(1)?;
+        (nodes.iter().filter(|n| n["Status"]["State"] == "ready").count() == 3).then_some(())
+    });
+
+    // Cut node 3 off entirely: it cannot commit, the other two can.
+    swarm.net.set_loss(3, 100).expect("cutting node 3 off");
+    assert!(!swarm.write(3, 3, "minority=yes"), "a cut-off manager committed");
+    assert!(swarm.write(1, 1, "majority=yes") || swarm.write(2, 1, "majority=yes"));
+    swarm.net.clear_loss(3).expect("healing");
+    eventually("node 3 catching up", Duration::from_secs(40), || {
+        swarm
+            .nodes(3)?
+            .iter()
+            .any(|n| n["Spec"]["Labels"]["majority"] == "yes")
+            .then_some(())
+    });
+    assert!(!swarm
+        .nodes(1)
+        .expect("nodes")
+        .iter()
+        .any(|n| n["Spec"]["Labels"]["minority"] == "yes"));
+
+    // 30% loss on every manager's link, both ways: still a leader, still commits.
+    for i in 1..=3 {
+        swarm.net.set_loss(i, 30).expect("loss");
+    }
+    let mut committed = 0;
+    for n in 0..10 {
+        let via = swarm.leader(1).or_else(|| swarm.leader(2)).unwrap_or(1);
+        if swarm.write(via, 1, &format!("lossy{n}=1")) {
+            committed += 1;
+        }
+    }
+    assert!(committed >= 9, "only {committed} of 10 writes committed at 30% loss");
+}
