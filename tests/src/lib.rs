@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 
+pub mod cluster;
+
 pub fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
@@ -194,6 +196,8 @@ pub struct Daemon {
     pub socket: PathBuf,
     args: Vec<String>,
     env: Vec<(String, PathBuf)>,
+    /// The network namespace the daemon runs in, if not the test's own.
+    netns: Option<String>,
 }
 
 impl Daemon {
@@ -203,6 +207,22 @@ impl Daemon {
 
     /// As `start`, with extra environment for the daemon (`DOCKER_CONFIG`, say).
     pub fn start_env(prefix: &str, extra: &[&str], env: &[(&str, &Path)]) -> anyhow::Result<Self> {
+        Self::launch(prefix, extra, env, None)
+    }
+
+    /// As `start`, inside network namespace `ns` (a [`cluster::Net`] node's). Its socket
+    /// and data root are on the shared filesystem, so the CLIs reach it from here as usual.
+    /// Declare the `Net` before the daemon, so that the daemon is dropped first.
+    pub fn start_in_netns(prefix: &str, ns: &str, extra: &[&str]) -> anyhow::Result<Self> {
+        Self::launch(prefix, extra, &[], Some(ns))
+    }
+
+    fn launch(
+        prefix: &str,
+        extra: &[&str],
+        env: &[(&str, &Path)],
+        netns: Option<&str>,
+    ) -> anyhow::Result<Self> {
         let root = tempfile::Builder::new()
             .prefix(&format!("covey-{prefix}-node-"))
             .tempdir()?;
@@ -215,6 +235,7 @@ impl Daemon {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_path_buf()))
                 .collect(),
+            netns: netns.map(str::to_string),
             root,
         };
         daemon.spawn()?;
@@ -226,7 +247,11 @@ impl Daemon {
             .create(true)
             .append(true)
             .open(self.root.path().join("daemon.log"))?;
-        let child = Command::new(covey_bin())
+        let mut cmd = match &self.netns {
+            Some(ns) => cluster::netns_command(ns, covey_bin()),
+            None => Command::new(covey_bin()),
+        };
+        let child = cmd
             .arg("daemon")
             .arg("--data-root")
             .arg(self.root.path().join("data"))
@@ -265,6 +290,11 @@ impl Daemon {
     pub fn restart(&mut self) -> anyhow::Result<()> {
         self.stop();
         self.spawn()
+    }
+
+    /// The daemon's pid, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     pub fn host(&self) -> String {
