@@ -380,6 +380,16 @@ impl Daemon {
         child.wait_with_output().expect("waiting for a client")
     }
 
+    /// Kills the daemon outright (SIGKILL): a crash, or a node losing power.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        // A restart waits for the socket to appear: the dead daemon's must go first.
+        let _ = std::fs::remove_file(&self.socket);
+    }
+
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
             let pid = nix::unistd::Pid::from_raw(child.id() as i32);

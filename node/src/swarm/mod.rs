@@ -4,6 +4,8 @@
 mod addr;
 mod describe;
 mod state;
+#[cfg(test)]
+mod tests;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -185,7 +187,6 @@ impl Swarm {
             bail!(ALREADY_IN_SWARM);
         }
         let listen = addr::parse_listen(options.listen_addr.as_deref().unwrap_or("0.0.0.0:2377"))?;
-        let advertise = addr::advertise(options.advertise_addr.as_deref(), listen, None)?;
         let cluster_id = ca::new_id();
         let node_id = ca::new_id();
         let root = RootCa::generate(&cluster_id)?;
@@ -199,6 +200,9 @@ impl Swarm {
             tls::client_config(root.cert_der(), Some(&identity))?,
         )
         .with_context(|| format!("listening on {listen}"))?;
+        // Port 0 (tests) means the port the system chose.
+        let listen = transport.local_addr()?;
+        let advertise = addr::advertise(options.advertise_addr.as_deref(), listen, None)?;
         let state = SwarmState {
             cluster_id: cluster_id.clone(),
             node_id: node_id.clone(),
