@@ -84,6 +84,11 @@ impl fmt::Debug for Identity {
     }
 }
 
+/// Requests one peer may have in flight on a connection.
+pub const MAX_BIDI_STREAMS: u32 = 64;
+/// Batches of Raft messages one peer may have in flight on a connection.
+pub const MAX_UNI_STREAMS: u32 = 256;
+
 /// QUIC transport settings for lossy, high-latency links (cellular, LoRa gateways, Wi-Fi
 /// at the edge of range).
 pub fn transport_config() -> Arc<quinn::TransportConfig> {
@@ -96,6 +101,11 @@ pub fn transport_config() -> Arc<quinn::TransportConfig> {
     // Quinn's default (333 ms) is close; an explicit 300 ms keeps the first handshake on a
     // slow link from retransmitting needlessly, and documents the intent.
     transport.initial_rtt(Duration::from_millis(300));
+    // What one peer may have open at once: a request is a bidirectional stream, a batch of
+    // Raft messages a unidirectional one. Covey sends no datagrams, so none are buffered.
+    transport.max_concurrent_bidi_streams(quinn::VarInt::from_u32(MAX_BIDI_STREAMS));
+    transport.max_concurrent_uni_streams(quinn::VarInt::from_u32(MAX_UNI_STREAMS));
+    transport.datagram_receive_buffer_size(None);
     Arc::new(transport)
 }
 
