@@ -226,7 +226,11 @@ impl Net {
     /// so ping a lossy node from another one.
     pub fn set_loss(&self, i: usize, percent: u32) -> anyhow::Result<()> {
         ensure!(percent <= 100, "loss of {percent}%");
-        let drop = |dir: &str| format!("{dir}name \"eth0\" numgen random mod 100 < {percent} drop");
+        // nftables' numgen compares against 0-99: a total cut is a plain drop.
+        let drop = |dir: &str| match percent {
+            100 => format!("{dir}name \"eth0\" drop"),
+            p => format!("{dir}name \"eth0\" numgen random mod 100 < {p} drop"),
+        };
         // Forwarded packets (to and from containers behind the node) cross the link too.
         let script = format!(
             "add table inet {LOSS_TABLE}\n\

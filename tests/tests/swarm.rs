@@ -62,7 +62,10 @@ impl Swarm {
             &self.addr(i),
             &self.addr(via),
         ]);
-        assert!(out.contains(&format!("joined a swarm as a {role}")), "{out}");
+        assert!(
+            out.contains(&format!("joined a swarm as a {role}")),
+            "{out}"
+        );
     }
 
     fn nodes(&self, via: usize) -> Option<Vec<Value>> {
@@ -140,10 +143,16 @@ fn three_managers_and_a_worker_join_elect_and_survive_a_lost_leader() {
             .count();
         (ready == 4).then_some(nodes)
     });
-    let managers = nodes.iter().filter(|n| n["ManagerStatus"].is_object()).count();
+    let managers = nodes
+        .iter()
+        .filter(|n| n["ManagerStatus"].is_object())
+        .count();
     assert_eq!(managers, 3);
     let table = swarm.node(2).covey_ok(&["node", "ls"]);
-    assert!(table.contains("MANAGER STATUS") && table.contains("Leader"), "{table}");
+    assert!(
+        table.contains("MANAGER STATUS") && table.contains("Leader"),
+        "{table}"
+    );
     assert_eq!(table.matches("Reachable").count(), 2, "{table}");
 
     // A worker has no control plane.
@@ -159,27 +168,41 @@ fn three_managers_and_a_worker_join_elect_and_survive_a_lost_leader() {
     let new_leader = eventually("a new leader", Duration::from_secs(40), || {
         swarm.leader(survivor).filter(|l| *l != leader)
     });
-    assert!(swarm.write(new_leader, 4, "after=kill"), "a write after the leader was lost");
-    eventually("the old leader marked down", Duration::from_secs(30), || {
-        let nodes = swarm.nodes(survivor)?;
-        let addr = swarm.addr(leader);
-        nodes
-            .iter()
-            .any(|n| n["Status"]["Addr"] == addr.as_str() && n["Status"]["State"] == "down")
-            .then_some(())
-    });
+    assert!(
+        swarm.write(new_leader, 4, "after=kill"),
+        "a write after the leader was lost"
+    );
+    eventually(
+        "the old leader marked down",
+        Duration::from_secs(30),
+        || {
+            let nodes = swarm.nodes(survivor)?;
+            let addr = swarm.addr(leader);
+            nodes
+                .iter()
+                .any(|n| n["Status"]["Addr"] == addr.as_str() && n["Status"]["State"] == "down")
+                .then_some(())
+        },
+    );
 
     // It comes back from its own disk, follows, and catches up.
     swarm.daemons[leader - 1].restart().expect("restarting");
-    eventually("the restarted manager caught up", Duration::from_secs(40), || {
-        let nodes = swarm.nodes(leader)?;
-        nodes
-            .iter()
-            .any(|n| n["Spec"]["Labels"]["after"] == "kill")
-            .then_some(())
-    });
+    eventually(
+        "the restarted manager caught up",
+        Duration::from_secs(40),
+        || {
+            let nodes = swarm.nodes(leader)?;
+            nodes
+                .iter()
+                .any(|n| n["Spec"]["Labels"]["after"] == "kill")
+                .then_some(())
+        },
+    );
     let leaders: Vec<usize> = (1..=3).filter_map(|i| swarm.leader(i)).collect();
-    assert!(leaders.windows(2).all(|w| w[0] == w[1]), "managers disagree on the leader: {leaders:?}");
+    assert!(
+        leaders.windows(2).all(|w| w[0] == w[1]),
+        "managers disagree on the leader: {leaders:?}"
+    );
 }
 
 #[test]
@@ -193,18 +216,26 @@ fn tokens_are_checked_and_rotation_retires_the_old_one() {
     let mut forged = worker.clone();
     let last = forged.pop().expect("a token");
     forged.push(if last == 'a' { 'b' } else { 'a' });
-    let out = swarm.node(2).covey(&["swarm", "join", "--token", &forged, &swarm.addr(1)]);
+    let out = swarm
+        .node(2)
+        .covey(&["swarm", "join", "--token", &forged, &swarm.addr(1)]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr).to_string();
     assert!(err.contains("invalid join token"), "{err}");
 
     // Garbage is refused before anything is sent.
-    let out = swarm.node(2).covey(&["swarm", "join", "--token", "SWMTKN-1-nope", &swarm.addr(1)]);
+    let out = swarm
+        .node(2)
+        .covey(&["swarm", "join", "--token", "SWMTKN-1-nope", &swarm.addr(1)]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("invalid join token"));
 
     // Rotated: the old token stops working, the new one works.
-    swarm.node(1).covey_ok(&["swarm", "join-token", "--rotate", "worker"]);
-    let out = swarm.node(2).covey(&["swarm", "join", "--token", &worker, &swarm.addr(1)]);
+    swarm
+        .node(1)
+        .covey_ok(&["swarm", "join-token", "--rotate", "worker"]);
+    let out = swarm
+        .node(2)
+        .covey(&["swarm", "join", "--token", &worker, &swarm.addr(1)]);
     assert!(!out.status.success(), "a rotated-away token was accepted");
     swarm.join(2, "worker", 1);
 
@@ -212,8 +243,13 @@ fn tokens_are_checked_and_rotation_retires_the_old_one() {
     let other = Swarm::start("swtok2", 1);
     other.init();
     let foreign = other.token(1, "worker");
-    let out = swarm.node(3).covey(&["swarm", "join", "--token", &foreign, &swarm.addr(1)]);
-    assert!(!out.status.success(), "a token of another swarm was accepted");
+    let out = swarm
+        .node(3)
+        .covey(&["swarm", "join", "--token", &foreign, &swarm.addr(1)]);
+    assert!(
+        !out.status.success(),
+        "a token of another swarm was accepted"
+    );
 }
 
 #[test]
@@ -224,12 +260,20 @@ fn a_minority_commits_nothing_and_lossy_links_still_commit() {
     swarm.join(3, "manager", 1);
     eventually("3 ready managers", Duration::from_secs(30), || {
         let nodes = swarm.nodes(1)?;
-        (nodes.iter().filter(|n| n["Status"]["State"] == "ready").count() == 3).then_some(())
+        (nodes
+            .iter()
+            .filter(|n| n["Status"]["State"] == "ready")
+            .count()
+            == 3)
+            .then_some(())
     });
 
     // Cut node 3 off entirely: it cannot commit, the other two can.
     swarm.net.set_loss(3, 100).expect("cutting node 3 off");
-    assert!(!swarm.write(3, 3, "minority=yes"), "a cut-off manager committed");
+    assert!(
+        !swarm.write(3, 3, "minority=yes"),
+        "a cut-off manager committed"
+    );
     assert!(swarm.write(1, 1, "majority=yes") || swarm.write(2, 1, "majority=yes"));
     swarm.net.clear_loss(3).expect("healing");
     eventually("node 3 catching up", Duration::from_secs(40), || {
@@ -256,5 +300,8 @@ fn a_minority_commits_nothing_and_lossy_links_still_commit() {
             committed += 1;
         }
     }
-    assert!(committed >= 9, "only {committed} of 10 writes committed at 30% loss");
+    assert!(
+        committed >= 9,
+        "only {committed} of 10 writes committed at 30% loss"
+    );
 }

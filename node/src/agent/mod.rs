@@ -42,7 +42,12 @@ async fn heartbeats(
     };
     loop {
         let mut targets: Vec<String> = leader.iter().cloned().collect();
-        targets.extend(managers.iter().filter(|m| Some(*m) != leader.as_ref()).cloned());
+        targets.extend(
+            managers
+                .iter()
+                .filter(|m| Some(*m) != leader.as_ref())
+                .cloned(),
+        );
         let mut reported = false;
         let mut redirects = 0;
         let mut i = 0;
@@ -53,7 +58,12 @@ async fn heartbeats(
                 continue;
             };
             let reply = transport
-                .call(addr, Role::Manager.server_name(), body.clone(), CALL_TIMEOUT)
+                .call(
+                    addr,
+                    Role::Manager.server_name(),
+                    body.clone(),
+                    CALL_TIMEOUT,
+                )
                 .await;
             let reply = match reply.map(|b| serde_json::from_slice::<Response>(&b)) {
                 Ok(Ok(reply)) => reply,
@@ -94,7 +104,11 @@ async fn heartbeats(
             leader = None;
             tracing::debug!("agent: no manager took the heartbeat; trying again");
         }
-        let wait = if reported { period } else { Duration::from_secs(1) };
+        let wait = if reported {
+            period
+        } else {
+            Duration::from_secs(1)
+        };
         tokio::time::sleep(wait).await;
     }
 }

@@ -23,7 +23,12 @@ pub async fn list(State(daemon): State<Arc<Daemon>>) -> Result<Json<Vec<Value>>>
     let manager = daemon.swarm.manager().await.map_err(ApiError::swarm)?;
     let status = manager.raft.status();
     let mut nodes = manager.store.list::<Node>()?;
-    nodes.sort_by(|a, b| a.description.hostname.cmp(&b.description.hostname).then(a.id.cmp(&b.id)));
+    nodes.sort_by(|a, b| {
+        a.description
+            .hostname
+            .cmp(&b.description.hostname)
+            .then(a.id.cmp(&b.id))
+    });
     Ok(Json(nodes.iter().map(|n| node_json(n, &status)).collect()))
 }
 
@@ -38,10 +43,17 @@ fn find(manager: &Manager, name: &str) -> Result<Node> {
         .filter(|n| n.spec.name == name || n.description.hostname == name)
         .collect();
     let by_prefix: Vec<&Node> = nodes.iter().filter(|n| n.id.starts_with(name)).collect();
-    let matches = if by_name.is_empty() { by_prefix } else { by_name };
+    let matches = if by_name.is_empty() {
+        by_prefix
+    } else {
+        by_name
+    };
     match matches.as_slice() {
         [one] => Ok((*one).clone()),
-        [] => Err(ApiError::new(StatusCode::NOT_FOUND, format!("node {name} not found"))),
+        [] => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("node {name} not found"),
+        )),
         _ => Err(ApiError::bad_request(format!(
             "node {name} is ambiguous ({} matches)",
             matches.len()
@@ -49,7 +61,10 @@ fn find(manager: &Manager, name: &str) -> Result<Node> {
     }
 }
 
-pub async fn inspect(State(daemon): State<Arc<Daemon>>, Path(id): Path<String>) -> Result<Json<Value>> {
+pub async fn inspect(
+    State(daemon): State<Arc<Daemon>>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>> {
     let manager = daemon.swarm.manager().await.map_err(ApiError::swarm)?;
     let node = find(&manager, &id)?;
     Ok(Json(node_json(&node, &manager.raft.status())))
@@ -138,7 +153,10 @@ pub async fn remove(
             node.id
         )));
     }
-    manager.store.propose(vec![Action::delete::<Node>(&node.id)]).await?;
+    manager
+        .store
+        .propose(vec![Action::delete::<Node>(&node.id)])
+        .await?;
     Ok(())
 }
 

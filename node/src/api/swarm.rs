@@ -26,7 +26,10 @@ pub struct InitRequest {
     spec: Option<Value>,
 }
 
-pub async fn init(State(node): State<Arc<Node>>, Json(req): Json<InitRequest>) -> Result<Json<String>> {
+pub async fn init(
+    State(node): State<Arc<Node>>,
+    Json(req): Json<InitRequest>,
+) -> Result<Json<String>> {
     let spec = match &req.spec {
         Some(spec) => Some(spec_from_docker(spec, ClusterSpec::default())?),
         None => None,
@@ -111,7 +114,10 @@ pub async fn update(
             cluster.join_tokens.manager = JoinToken::generate(&root).to_string();
         }
     }
-    manager.store.propose(vec![Action::update(&cluster)?]).await?;
+    manager
+        .store
+        .propose(vec![Action::update(&cluster)?])
+        .await?;
     Ok(())
 }
 
@@ -128,7 +134,10 @@ fn spec_from_docker(spec: &Value, mut ours: ClusterSpec) -> Result<ClusterSpec> 
             .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
             .collect();
     }
-    if let Some(period) = spec["Dispatcher"]["HeartbeatPeriod"].as_u64().filter(|p| *p > 0) {
+    if let Some(period) = spec["Dispatcher"]["HeartbeatPeriod"]
+        .as_u64()
+        .filter(|p| *p > 0)
+    {
         if period < NANOS {
             return Err(ApiError::bad_request(
                 "invalid dispatcher heartbeat period: it must be at least 1s",
@@ -136,7 +145,10 @@ fn spec_from_docker(spec: &Value, mut ours: ClusterSpec) -> Result<ClusterSpec> 
         }
         ours.heartbeat_period_secs = period / NANOS;
     }
-    if let Some(expiry) = spec["CAConfig"]["NodeCertExpiry"].as_u64().filter(|e| *e > 0) {
+    if let Some(expiry) = spec["CAConfig"]["NodeCertExpiry"]
+        .as_u64()
+        .filter(|e| *e > 0)
+    {
         if expiry < 3600 * NANOS {
             return Err(ApiError::bad_request(
                 "invalid certificate expiry: it must be at least 1h",

@@ -95,7 +95,11 @@ async fn swarm_info(node: &Node) -> serde_json::Value {
     if let Some(manager) = manager {
         if let Ok(nodes) = manager.store.list::<SwarmNode>() {
             info["Nodes"] = nodes.len().into();
-            info["Managers"] = nodes.iter().filter(|n| n.manager_status.is_some()).count().into();
+            info["Managers"] = nodes
+                .iter()
+                .filter(|n| n.manager_status.is_some())
+                .count()
+                .into();
         }
         if let Ok(cluster) = manager.cluster() {
             let mut cluster = super::swarm::cluster_json(&cluster);

@@ -102,8 +102,15 @@ pub async fn run(cmd: NodeCommand, client: &Client) -> anyhow::Result<()> {
                         ms => title(ms["Reachability"].as_str().unwrap_or_default()),
                     };
                     vec![
-                        if id == me { format!("{id} *") } else { id.to_string() },
-                        n["Description"]["Hostname"].as_str().unwrap_or_default().into(),
+                        if id == me {
+                            format!("{id} *")
+                        } else {
+                            id.to_string()
+                        },
+                        n["Description"]["Hostname"]
+                            .as_str()
+                            .unwrap_or_default()
+                            .into(),
                         title(n["Status"]["State"].as_str().unwrap_or_default()),
                         title(n["Spec"]["Availability"].as_str().unwrap_or_default()),
                         manager,
@@ -117,7 +124,14 @@ pub async fn run(cmd: NodeCommand, client: &Client) -> anyhow::Result<()> {
             print!(
                 "{}",
                 output::table(
-                    &["ID", "HOSTNAME", "STATUS", "AVAILABILITY", "MANAGER STATUS", "ENGINE VERSION"],
+                    &[
+                        "ID",
+                        "HOSTNAME",
+                        "STATUS",
+                        "AVAILABILITY",
+                        "MANAGER STATUS",
+                        "ENGINE VERSION"
+                    ],
                     &rows
                 )
             );
@@ -188,7 +202,11 @@ pub async fn run(cmd: NodeCommand, client: &Client) -> anyhow::Result<()> {
 }
 
 /// Reads a node's spec and version, changes the spec, writes it back at that version.
-async fn update(client: &Client, name: &str, change: impl FnOnce(&mut Value)) -> anyhow::Result<()> {
+async fn update(
+    client: &Client,
+    name: &str,
+    change: impl FnOnce(&mut Value),
+) -> anyhow::Result<()> {
     let id = resolve(client, name).await?;
     let node: Value = client
         .json(Method::GET, &format!("/nodes/{}", escape(&id)))

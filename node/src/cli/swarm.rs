@@ -189,7 +189,11 @@ pub async fn run(cmd: SwarmCommand, client: &Client) -> anyhow::Result<()> {
 
 async fn print_join(client: &Client, role: &str, quiet: bool) -> anyhow::Result<()> {
     let swarm: Value = client.json(Method::GET, "/swarm").await?;
-    let key = if role == "worker" { "Worker" } else { "Manager" };
+    let key = if role == "worker" {
+        "Worker"
+    } else {
+        "Manager"
+    };
     let token = swarm["JoinTokens"][key]
         .as_str()
         .context("the daemon sent no join token")?;
@@ -198,7 +202,9 @@ async fn print_join(client: &Client, role: &str, quiet: bool) -> anyhow::Result<
         return Ok(());
     }
     let info: Value = client.json(Method::GET, "/info").await?;
-    let addr = info["Swarm"]["RemoteManagers"][0]["Addr"].as_str().unwrap_or("MANAGER-IP:2377");
+    let addr = info["Swarm"]["RemoteManagers"][0]["Addr"]
+        .as_str()
+        .unwrap_or("MANAGER-IP:2377");
     println!("To add a {role} to this swarm, run the following command:\n\n    covey swarm join --token {token} {addr}\n");
     Ok(())
 }

@@ -53,10 +53,13 @@ impl Dispatcher {
         }
         // An update may race with another write of the node: read again and retry.
         for _ in 0..5 {
-            let mut node = self.store.get::<Node>(node_id)?.ok_or_else(|| Error::NotFound {
-                kind: super::store::Kind::Node,
-                id: node_id.to_string(),
-            })?;
+            let mut node = self
+                .store
+                .get::<Node>(node_id)?
+                .ok_or_else(|| Error::NotFound {
+                    kind: super::store::Kind::Node,
+                    id: node_id.to_string(),
+                })?;
             let addr = ip.to_string();
             if node.status.state == NodeState::Ready
                 && node.status.addr == addr
@@ -74,7 +77,9 @@ impl Dispatcher {
                 Err(e) => return Err(e),
             }
         }
-        Err(Error::Unavailable(format!("node {node_id} keeps changing; try again")))
+        Err(Error::Unavailable(format!(
+            "node {node_id} keeps changing; try again"
+        )))
     }
 
     /// Marks nodes Down whose heartbeats stopped, while this manager leads.

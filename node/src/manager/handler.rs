@@ -72,10 +72,15 @@ impl Manager {
             };
         };
         if cert.cluster_id != self.cluster_id {
-            return refuse(ErrorKind::Conflict, "this certificate is from another cluster");
+            return refuse(
+                ErrorKind::Conflict,
+                "this certificate is from another cluster",
+            );
         }
         match request {
-            Request::Join { .. } => refuse(ErrorKind::Conflict, "this node is already part of a swarm"),
+            Request::Join { .. } => {
+                refuse(ErrorKind::Conflict, "this node is already part of a swarm")
+            }
             Request::Heartbeat { description } => {
                 let status = self.raft.status();
                 if !status.is_leader {
@@ -102,7 +107,10 @@ impl Manager {
             },
             Request::Forward(forward) => {
                 if cert.role != Role::Manager {
-                    return refuse(ErrorKind::Conflict, "only managers may forward to the leader");
+                    return refuse(
+                        ErrorKind::Conflict,
+                        "only managers may forward to the leader",
+                    );
                 }
                 match self.raft.submit(forward).await {
                     Ok(()) => Response::Done,
@@ -122,7 +130,12 @@ impl Manager {
     fn sign(&self, csr_b64: &str, node_id: &str, role: Role) -> Result<String, Response> {
         let csr = base64::engine::general_purpose::STANDARD
             .decode(csr_b64)
-            .map_err(|e| refuse(ErrorKind::Conflict, format!("invalid certificate request: {e}")))?;
+            .map_err(|e| {
+                refuse(
+                    ErrorKind::Conflict,
+                    format!("invalid certificate request: {e}"),
+                )
+            })?;
         let validity = self
             .cluster()
             .map(|c| std::time::Duration::from_secs(c.spec.node_cert_expiry_secs))
@@ -148,8 +161,14 @@ impl Manager {
             .parse()
             .map_err(|e: super::ca::Error| refuse(ErrorKind::Conflict, e.to_string()))?;
         let tokens = [
-            (Role::Worker, cluster.join_tokens.worker.parse::<JoinToken>()),
-            (Role::Manager, cluster.join_tokens.manager.parse::<JoinToken>()),
+            (
+                Role::Worker,
+                cluster.join_tokens.worker.parse::<JoinToken>(),
+            ),
+            (
+                Role::Manager,
+                cluster.join_tokens.manager.parse::<JoinToken>(),
+            ),
         ];
         let role = tokens
             .into_iter()
@@ -196,7 +215,10 @@ impl Manager {
             manager_status: manager_status.clone(),
         };
         let create = Action::create(&node).map_err(Response::from)?;
-        self.store.propose(vec![create]).await.map_err(Response::from)?;
+        self.store
+            .propose(vec![create])
+            .await
+            .map_err(Response::from)?;
         if let Some(status) = manager_status {
             let member = Member {
                 raft_id: status.raft_id,
@@ -209,13 +231,13 @@ impl Manager {
                 .map_err(Response::from)?;
         }
         tracing::info!(node = %node_id, %role, from = %peer.addr, "node joined");
-        Ok(Response::Joined(Joined {
+        Ok(Response::Joined(Box::new(Joined {
             cluster_id: self.cluster_id.clone(),
             node_id,
             role,
             cert_pem,
             ca_pem: cluster.ca_cert_pem.clone(),
             members: self.raft.members().map_err(Response::from)?,
-        }))
+        })))
     }
 }

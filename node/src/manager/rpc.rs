@@ -31,7 +31,7 @@ pub enum Request {
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "reply", rename_all = "snake_case")]
 pub enum Response {
-    Joined(Joined),
+    Joined(Box<Joined>),
     Heartbeat {
         /// When to report next.
         period_secs: u64,
@@ -40,11 +40,18 @@ pub enum Response {
         /// The role the node's certificate should have (promotion, demotion).
         desired_role: Role,
     },
-    Renewed { cert_pem: String },
+    Renewed {
+        cert_pem: String,
+    },
     Done,
     /// Only the leader takes heartbeats: ask it instead.
-    NotLeader { leader: Option<String> },
-    Error { message: String, kind: ErrorKind },
+    NotLeader {
+        leader: Option<String>,
+    },
+    Error {
+        message: String,
+        kind: ErrorKind,
+    },
 }
 
 #[derive(Debug, Serialize, Deserialize)]

@@ -50,7 +50,9 @@ pub fn advertise(
     let ip = UdpSocket::bind("0.0.0.0:0")
         .and_then(|s| s.connect(target).and_then(|_| s.local_addr()))
         .map(|a| a.ip())
-        .map_err(|_| anyhow::anyhow!("could not choose an address to advertise: use --advertise-addr"))?;
+        .map_err(|_| {
+            anyhow::anyhow!("could not choose an address to advertise: use --advertise-addr")
+        })?;
     Ok(SocketAddr::new(ip, listen.port()).to_string())
 }
 

@@ -14,7 +14,7 @@ use anyhow::{bail, Context};
 use base64::Engine as _;
 use tokio::sync::Mutex;
 
-use crate::manager::ca::{self, JoinToken, RootCa, Role, DEFAULT_CERT_VALIDITY};
+use crate::manager::ca::{self, JoinToken, Role, RootCa, DEFAULT_CERT_VALIDITY};
 use crate::manager::objects::{
     Availability, Cluster, ClusterSpec, JoinTokens, ManagerStatus, Node, NodeSpec, NodeState,
     NodeStatus,
@@ -27,8 +27,8 @@ use crate::transport::{tls, Transport};
 
 pub use addr::{host_of, DEFAULT_PORT};
 pub use describe::describe;
-pub use state::SwarmState;
 use state::Paths;
+pub use state::SwarmState;
 
 /// A node in a swarm, while it is one.
 pub struct Active {
@@ -102,8 +102,12 @@ impl Swarm {
             Role::Manager => Some(tls::server_config(ca.cert_der(), &identity)?),
             Role::Worker => None,
         };
-        let transport = Transport::bind(listen, server, tls::client_config(ca.cert_der(), Some(&identity))?)
-            .with_context(|| format!("listening on {listen}"))?;
+        let transport = Transport::bind(
+            listen,
+            server,
+            tls::client_config(ca.cert_der(), Some(&identity))?,
+        )
+        .with_context(|| format!("listening on {listen}"))?;
         let manager = match state.role {
             Role::Manager => {
                 let manager = self
@@ -152,7 +156,11 @@ impl Swarm {
         Ok(manager)
     }
 
-    fn start_agent(&self, state: &SwarmState, transport: &Transport) -> tokio::task::JoinHandle<()> {
+    fn start_agent(
+        &self,
+        state: &SwarmState,
+        transport: &Transport,
+    ) -> tokio::task::JoinHandle<()> {
         let paths = self.paths.clone();
         let saved = state.clone();
         let on_managers = Arc::new(move |managers: Vec<String>| {
@@ -162,7 +170,12 @@ impl Swarm {
                 tracing::warn!("saving the list of managers: {e:#}");
             }
         });
-        crate::agent::start(transport.clone(), describe(), state.managers.clone(), on_managers)
+        crate::agent::start(
+            transport.clone(),
+            describe(),
+            state.managers.clone(),
+            on_managers,
+        )
     }
 
     /// `swarm init`: a new cluster with this node its first manager.
@@ -192,7 +205,8 @@ impl Swarm {
         let root = RootCa::generate(&cluster_id)?;
         let keys = root.issue(&node_id, Role::Manager, &cluster_id, DEFAULT_CERT_VALIDITY)?;
         let key_pem = root.key_pem().context("a new CA without its key")?;
-        self.paths.save_certs(&keys.cert_pem, &keys.key_pem, &root.cert_pem())?;
+        self.paths
+            .save_certs(&keys.cert_pem, &keys.key_pem, &root.cert_pem())?;
         let identity = tls::Identity::from_pem(&keys.cert_pem, &keys.key_pem)?;
         let transport = Transport::bind(
             listen,
@@ -211,7 +225,9 @@ impl Swarm {
             advertise_addr: advertise.clone(),
             managers: vec![advertise.clone()],
         };
-        let manager = self.start_manager(&state, &transport, Vec::new(), true, false).await?;
+        let manager = self
+            .start_manager(&state, &transport, Vec::new(), true, false)
+            .await?;
         if !manager.wait_for_leader(Duration::from_secs(10)).await {
             bail!("the new cluster elected no leader");
         }
@@ -293,22 +309,32 @@ impl Swarm {
             description: describe(),
             advertise_addr: advertise.clone(),
         };
-        let (reply, _chain) = transport
-            .call_once(
-                remote,
-                join_config,
-                Role::Manager.server_name(),
-                serde_json::to_vec(&request)?,
-                JOIN_TIMEOUT,
-            )
-            .await
-            .with_context(|| format!("reaching the manager at {remote}"))?;
-        let joined = match serde_json::from_slice::<Response>(&reply)
-            .context("an unreadable answer from the manager")?
-        {
-            Response::Joined(joined) => joined,
-            Response::Error { message, .. } => bail!("{message}"),
-            other => bail!("the manager answered {other:?}"),
+        let answer = async {
+            let (reply, _chain) = transport
+                .call_once(
+                    remote,
+                    join_config,
+                    Role::Manager.server_name(),
+                    serde_json::to_vec(&request)?,
+                    JOIN_TIMEOUT,
+                )
+                .await
+                .with_context(|| format!("reaching the manager at {remote}"))?;
+            match serde_json::from_slice::<Response>(&reply)
+                .context("an unreadable answer from the manager")?
+            {
+                Response::Joined(joined) => Ok(joined),
+                Response::Error { message, .. } => bail!("{message}"),
+                other => bail!("the manager answered {other:?}"),
+            }
+        };
+        let joined = match answer.await {
+            Ok(joined) => joined,
+            Err(e) => {
+                // Free the port at once, so that the user can try again.
+                transport.close().await;
+                return Err(e);
+            }
         };
         // The token pinned the CA that signed the manager's certificate; the CA we keep
         // must be that same one.
@@ -316,7 +342,8 @@ impl Swarm {
         if root.digest().as_bytes() != token.ca_digest().as_bytes() {
             bail!("the manager sent a CA that does not match the join token");
         }
-        self.paths.save_certs(&joined.cert_pem, &key_pem, &joined.ca_pem)?;
+        self.paths
+            .save_certs(&joined.cert_pem, &key_pem, &joined.ca_pem)?;
         let identity = tls::Identity::from_pem(&joined.cert_pem, &key_pem)?;
         transport.set_client_config(tls::client_config(root.cert_der(), Some(&identity))?);
         let mut managers: Vec<String> = joined.members.iter().map(|m| m.addr.clone()).collect();

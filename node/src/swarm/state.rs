@@ -77,7 +77,11 @@ impl Paths {
         let read = |p: PathBuf| {
             std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))
         };
-        Ok((read(self.node_cert())?, read(self.node_key())?, read(self.ca_cert())?))
+        Ok((
+            read(self.node_cert())?,
+            read(self.node_key())?,
+            read(self.ca_cert())?,
+        ))
     }
 }
 

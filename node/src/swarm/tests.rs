@@ -60,7 +60,10 @@ async fn calls_are_checked_against_the_callers_certificate() {
     let heartbeat = Request::Heartbeat {
         description: super::describe(),
     };
-    refused(call(&anonymous, addr, &heartbeat).await, "needs a node certificate");
+    refused(
+        call(&anonymous, addr, &heartbeat).await,
+        "needs a node certificate",
+    );
 
     // Joining with the worker token gives a worker certificate.
     let (key_pem, csr) = ca::new_csr().expect("csr");
@@ -88,17 +91,31 @@ async fn calls_are_checked_against_the_callers_certificate() {
         Response::Heartbeat { desired_role, .. } => assert_eq!(desired_role, Role::Worker),
         other => panic!("heartbeat failed: {other:?}"),
     }
-    let node: Node = manager.store.get(&joined.node_id).expect("get").expect("the worker");
+    let node: Node = manager
+        .store
+        .get(&joined.node_id)
+        .expect("get")
+        .expect("the worker");
     assert_eq!(node.status.state, NodeState::Ready);
     refused(
-        call(&worker, addr, &Request::Forward(Forward::RemoveMember(manager.raft.id()))).await,
+        call(
+            &worker,
+            addr,
+            &Request::Forward(Forward::RemoveMember(manager.raft.id())),
+        )
+        .await,
         "only managers",
     );
     assert_eq!(manager.raft.members().expect("members").len(), 1);
 
     // A worker certificate signed for another node id is still just a worker.
     let forged = root
-        .issue("someone-else", Role::Worker, &manager.cluster_id, DEFAULT_CERT_VALIDITY)
+        .issue(
+            "someone-else",
+            Role::Worker,
+            &manager.cluster_id,
+            DEFAULT_CERT_VALIDITY,
+        )
         .expect("issue");
     let forged = tls::Identity::from_pem(&forged.cert_pem, &forged.key_pem).expect("identity");
     let other = Transport::bind(
