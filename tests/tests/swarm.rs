@@ -305,3 +305,46 @@ fn a_minority_commits_nothing_and_lossy_links_still_commit() {
         "only {committed} of 10 writes committed at 30% loss"
     );
 }
+
+#[test]
+fn a_swarm_that_lost_quorum_is_recovered_with_force_new_cluster() {
+    let swarm = Swarm::start("swfnc", 3);
+    swarm.init();
+    swarm.join(2, "manager", 1);
+    swarm.join(3, "manager", 1);
+    eventually(
+        "a write with three managers",
+        Duration::from_secs(30),
+        || swarm.write(1, 1, "kept=yes").then_some(()),
+    );
+    let mut swarm = swarm;
+    swarm.daemons[1].kill();
+    swarm.daemons[2].kill();
+    // One manager of three is no quorum: it commits nothing.
+    assert!(
+        !swarm.write(1, 1, "lost=yes"),
+        "a write without quorum committed"
+    );
+
+    swarm
+        .node(1)
+        .covey_ok(&["swarm", "init", "--force-new-cluster"]);
+    eventually("node 1 leading alone", Duration::from_secs(30), || {
+        (swarm.leader(1) == Some(1)).then_some(())
+    });
+    assert!(
+        swarm.write(1, 1, "after=recovery"),
+        "a write after recovery"
+    );
+    let nodes = swarm.nodes(1).expect("nodes");
+    let me = nodes
+        .iter()
+        .find(|n| n["ManagerStatus"]["Leader"] == true)
+        .expect("the leader");
+    assert_eq!(me["Spec"]["Labels"]["kept"], "yes", "state kept: {me}");
+    let gone = nodes
+        .iter()
+        .filter(|n| n["ManagerStatus"]["Reachability"] == "unreachable")
+        .count();
+    assert_eq!(gone, 2, "the lost managers show unreachable");
+}

@@ -189,7 +189,9 @@ pub fn node_json(node: &Node, raft: &RaftStatus) -> Value {
         let leader = raft.leader == ms.raft_id;
         let reachable = leader
             || ms.raft_id == raft.id
-            || !(raft.unreachable.contains(&ms.raft_id) || node.status.state == NodeState::Down);
+            || !(raft.unreachable.contains(&ms.raft_id)
+                || !raft.voters.contains(&ms.raft_id)
+                || node.status.state == NodeState::Down);
         value["ManagerStatus"] = json!({
             "Leader": leader,
             "Reachability": if reachable { "reachable" } else { "unreachable" },

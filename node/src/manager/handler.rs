@@ -12,7 +12,29 @@ use super::store::{Action, Error, ErrorKind};
 use super::Manager;
 use crate::transport::{BoxFuture, Handler, Peer};
 
-pub struct ManagerHandler(pub Arc<Manager>);
+/// Serves the transport for whichever manager runs now: connections outlive a manager
+/// restarted in place (`--force-new-cluster`, promotion).
+pub struct ManagerHandler {
+    current: std::sync::RwLock<Arc<Manager>>,
+}
+
+impl ManagerHandler {
+    pub fn new(manager: Arc<Manager>) -> Self {
+        ManagerHandler {
+            current: std::sync::RwLock::new(manager),
+        }
+    }
+
+    pub fn replace(&self, manager: Arc<Manager>) {
+        if let Ok(mut current) = self.current.write() {
+            *current = manager;
+        }
+    }
+
+    fn manager(&self) -> Option<Arc<Manager>> {
+        self.current.read().ok().map(|m| m.clone())
+    }
+}
 
 fn refuse(kind: ErrorKind, message: impl Into<String>) -> Response {
     Response::Error {
@@ -29,11 +51,12 @@ impl From<Error> for Response {
 
 impl Handler for ManagerHandler {
     fn request(&self, peer: Peer, body: Vec<u8>) -> BoxFuture<Vec<u8>> {
-        let manager = self.0.clone();
+        let manager = self.manager();
         Box::pin(async move {
-            let response = match serde_json::from_slice::<Request>(&body) {
-                Ok(request) => manager.serve(peer, request).await,
-                Err(e) => refuse(ErrorKind::Internal, format!("unreadable request: {e}")),
+            let response = match (manager, serde_json::from_slice::<Request>(&body)) {
+                (None, _) => refuse(ErrorKind::Unavailable, "the manager is restarting"),
+                (Some(manager), Ok(request)) => manager.serve(peer, request).await,
+                (_, Err(e)) => refuse(ErrorKind::Internal, format!("unreadable request: {e}")),
             };
             serde_json::to_vec(&response).unwrap_or_default()
         })
@@ -48,7 +71,9 @@ impl Handler for ManagerHandler {
             tracing::warn!(node = %cert.node_id, from = message.from, "raft message under another id dropped");
             return;
         }
-        self.0.raft.step(message);
+        if let Some(manager) = self.manager() {
+            manager.raft.step(message);
+        }
     }
 }
 

@@ -36,6 +36,10 @@ pub struct Active {
     pub transport: Transport,
     pub manager: Option<Arc<Manager>>,
     agent: tokio::task::JoinHandle<()>,
+    /// A manager's parts that outlive the manager restarted in place: the database
+    /// (sled allows one opener) and what serves the transport.
+    db: Option<sled::Db>,
+    handler: Option<Arc<ManagerHandler>>,
 }
 
 pub struct Swarm {
@@ -108,51 +112,67 @@ impl Swarm {
             tls::client_config(ca.cert_der(), Some(&identity))?,
         )
         .with_context(|| format!("listening on {listen}"))?;
-        let manager = match state.role {
-            Role::Manager => {
-                let manager = self
-                    .start_manager(&state, &transport, Vec::new(), false, force_new_cluster)
-                    .await?;
-                Some(manager)
-            }
-            Role::Worker => None,
-        };
         let agent = self.start_agent(&state, &transport);
-        tracing::info!(node = %state.node_id, role = %state.role, "in swarm {}", state.cluster_id);
-        Ok(Active {
+        let mut active = Active {
             state,
             transport,
-            manager,
+            manager: None,
             agent,
-        })
+            db: None,
+            handler: None,
+        };
+        if active.state.role == Role::Manager {
+            self.start_manager(&mut active, Vec::new(), false, force_new_cluster)
+                .await?;
+        }
+        tracing::info!(node = %active.state.node_id, role = %active.state.role, "in swarm {}", active.state.cluster_id);
+        Ok(active)
     }
 
+    /// Starts (or restarts in place) the node's manager; the transport then serves it.
     async fn start_manager(
         &self,
-        state: &SwarmState,
-        transport: &Transport,
+        active: &mut Active,
         peers: Vec<Member>,
         bootstrap: bool,
         force_new_cluster: bool,
     ) -> anyhow::Result<Arc<Manager>> {
-        let db_path = self.paths.db();
-        let db = sled::Config::new()
-            .path(&db_path)
-            // sled's own periodic flush; Raft syncs what must be durable itself.
-            .flush_every_ms(Some(5000))
-            .open()
-            .with_context(|| format!("opening {}", db_path.display()))?;
+        if let Some(old) = active.manager.take() {
+            old.stop();
+        }
+        let db = match &active.db {
+            Some(db) => db.clone(),
+            None => {
+                let path = self.paths.db();
+                let db = sled::Config::new()
+                    .path(&path)
+                    // sled's own periodic flush; Raft syncs what must be durable itself.
+                    .flush_every_ms(Some(5000))
+                    .open()
+                    .with_context(|| format!("opening {}", path.display()))?;
+                active.db = Some(db.clone());
+                db
+            }
+        };
         let manager = Manager::start(ManagerConfig {
-            node_id: state.node_id.clone(),
-            cluster_id: state.cluster_id.clone(),
+            node_id: active.state.node_id.clone(),
+            cluster_id: active.state.cluster_id.clone(),
             db,
-            transport: transport.clone(),
+            transport: active.transport.clone(),
             peers,
             bootstrap,
             force_new_cluster,
         })
         .await?;
-        transport.serve(Arc::new(ManagerHandler(manager.clone())));
+        match &active.handler {
+            Some(handler) => handler.replace(manager.clone()),
+            None => {
+                let handler = Arc::new(ManagerHandler::new(manager.clone()));
+                active.transport.serve(handler.clone());
+                active.handler = Some(handler);
+            }
+        }
+        active.manager = Some(manager.clone());
         Ok(manager)
     }
 
@@ -182,19 +202,15 @@ impl Swarm {
     pub async fn init(&self, options: InitOptions) -> anyhow::Result<String> {
         let mut active = self.active.lock().await;
         if options.force_new_cluster {
-            let Some(current) = active.take() else {
+            let Some(current) = active.as_mut() else {
                 bail!("--force-new-cluster needs the state of a manager of an existing swarm, and this node has none");
             };
             if current.state.role != Role::Manager {
-                *active = Some(current);
                 bail!("--force-new-cluster must run on a manager");
             }
-            let state = current.state.clone();
-            stop(current).await;
-            let resumed = self.resume(state, true).await?;
-            let node_id = resumed.state.node_id.clone();
-            *active = Some(resumed);
-            return Ok(node_id);
+            self.start_manager(current, Vec::new(), false, true).await?;
+            tracing::warn!("forced a new cluster: this manager is now its only member");
+            return Ok(current.state.node_id.clone());
         }
         if active.is_some() {
             bail!(ALREADY_IN_SWARM);
@@ -225,9 +241,25 @@ impl Swarm {
             advertise_addr: advertise.clone(),
             managers: vec![advertise.clone()],
         };
-        let manager = self
-            .start_manager(&state, &transport, Vec::new(), true, false)
-            .await?;
+        let agent = self.start_agent(&state, &transport);
+        let mut started = Active {
+            state,
+            transport,
+            manager: None,
+            agent,
+            db: None,
+            handler: None,
+        };
+        let manager = match self
+            .start_manager(&mut started, Vec::new(), true, false)
+            .await
+        {
+            Ok(manager) => manager,
+            Err(e) => {
+                stop(started).await;
+                return Err(e);
+            }
+        };
         if !manager.wait_for_leader(Duration::from_secs(10)).await {
             bail!("the new cluster elected no leader");
         }
@@ -273,15 +305,9 @@ impl Swarm {
             .propose(vec![Action::create(&cluster)?, Action::create(&node)?])
             .await?;
         manager.raft.submit(Forward::AddMember(member)).await?;
-        self.paths.save(&state)?;
-        let agent = self.start_agent(&state, &transport);
+        self.paths.save(&started.state)?;
         tracing::info!(cluster = %cluster_id, node = %node_id, "swarm initialized");
-        *active = Some(Active {
-            state,
-            transport,
-            manager: Some(manager),
-            agent,
-        });
+        *active = Some(started);
         Ok(node_id)
     }
 
@@ -358,25 +384,25 @@ impl Swarm {
             advertise_addr: advertise,
             managers,
         };
-        let manager = match joined.role {
-            Role::Manager => {
-                transport.set_server_config(Some(tls::server_config(root.cert_der(), &identity)?));
-                Some(
-                    self.start_manager(&state, &transport, joined.members, false, false)
-                        .await?,
-                )
-            }
-            Role::Worker => None,
-        };
+        if joined.role == Role::Manager {
+            transport.set_server_config(Some(tls::server_config(root.cert_der(), &identity)?));
+        }
         self.paths.save(&state)?;
         let agent = self.start_agent(&state, &transport);
-        tracing::info!(node = %state.node_id, role = %state.role, "joined swarm {}", state.cluster_id);
-        *active = Some(Active {
+        let mut started = Active {
             state,
             transport,
-            manager,
+            manager: None,
             agent,
-        });
+            db: None,
+            handler: None,
+        };
+        if joined.role == Role::Manager {
+            self.start_manager(&mut started, joined.members, false, false)
+                .await?;
+        }
+        tracing::info!(node = %started.state.node_id, role = %started.state.role, "joined swarm {}", started.state.cluster_id);
+        *active = Some(started);
         Ok(())
     }
 
@@ -434,4 +460,7 @@ async fn stop(active: Active) {
         manager.stop();
     }
     active.transport.close().await;
+    if let Some(db) = &active.db {
+        let _ = db.flush_async().await;
+    }
 }

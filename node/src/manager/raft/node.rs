@@ -58,6 +58,8 @@ pub struct RaftStatus {
     pub unreachable: BTreeSet<u64>,
     /// This node was removed from Raft (demoted or removed): its Raft has stopped.
     pub removed: bool,
+    /// Raft's voters as this manager applied them.
+    pub voters: BTreeSet<u64>,
 }
 
 enum Command {
@@ -603,6 +605,7 @@ impl Node {
             is_leader,
             unreachable,
             removed: self.removed,
+            voters: raft.prs().conf().voters().ids().iter().collect(),
         };
         self.status.send_if_modified(|old| {
             if *old == status {

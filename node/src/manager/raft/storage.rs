@@ -189,6 +189,17 @@ impl LogStore {
     /// the applied state and the log up to what it applied.
     pub fn force_new_cluster(&self, id: u64) -> raft::Result<()> {
         let applied = self.machine.applied().map_err(store_err)?;
+        // The other members are gone from Raft: forget their addresses too.
+        let mut members = sled::Batch::default();
+        for (key, value) in self.machine.scan_raw(b"r/member/").map_err(store_err)? {
+            let member: Option<super::Member> = serde_json::from_slice(&value).ok();
+            if member.is_none_or(|m| m.raft_id != id) {
+                members.remove(key);
+            }
+        }
+        self.machine
+            .apply_raw(applied, members)
+            .map_err(store_err)?;
         let term = raft::Storage::term(self, applied).unwrap_or(0);
         let cs = ConfState {
             voters: vec![id],
