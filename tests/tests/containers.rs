@@ -257,8 +257,6 @@ fn exec_runs_in_the_container_with_its_environment() {
         "{}",
         stderr(&o)
     );
-    let o = node.docker(&["exec", "-t", "box", "true"]);
-    assert!(stderr(&o).contains("terminal for exec"), "{}", stderr(&o));
     node.covey_ok(&["container", "rm", "-f", "box"]);
     let o = node.docker(&["exec", "box", "true"]);
     assert!(stderr(&o).contains("No such container"), "{}", stderr(&o));
@@ -360,6 +358,119 @@ fn interactive_containers_take_stdin_and_a_terminal() {
         "no answer from the terminal: {out:?}"
     );
     assert_eq!(ok(&node, node.docker(&["ps", "-aq"])).trim(), "");
+}
+
+/// Runs `cmdline` (a shell command line) on a terminal of its own, as a person at a
+/// keyboard would (script gives it a pty), with `input` typed into it.
+fn in_terminal(node: &Daemon, cmdline: &str, input: &[u8]) -> Output {
+    let mut cmd = std::process::Command::new("script");
+    cmd.args(["-qec", cmdline, "/dev/null"]);
+    node.run_with_input(cmd, input)
+}
+
+/// A terminal's output as plain lines: without `\r` (a terminal not in raw mode adds one
+/// of its own) and without echoed control characters (`^@`: script passes the end of its
+/// input on as one, which the run's terminal echoes wherever it lands).
+fn plain(out: &str) -> String {
+    let mut s = String::new();
+    let mut chars = out.chars().peekable();
+    while let Some(c) = chars.next() {
+        match (c, chars.peek()) {
+            ('\r', _) => {}
+            ('^', Some('@'..='_')) => {
+                chars.next();
+            }
+            _ => s.push(c),
+        }
+    }
+    s
+}
+
+#[test]
+fn exec_with_a_terminal() {
+    let node = node("exec-tty");
+    node.covey_ok(&[
+        "container",
+        "run",
+        "-d",
+        "--name",
+        "box",
+        "covey-test/saved",
+        "sleep",
+        "120",
+    ]);
+    let docker = covey_tests::DOCKER_CLI;
+    let covey = format!("{} -H {}", covey_tests::covey_bin().display(), node.host());
+    // A command on the exec's own terminal: its output, then its exit code.
+    for client in [format!("{docker} exec"), format!("{covey} container exec")] {
+        for flags in ["-t", "-it"] {
+            let o = in_terminal(
+                &node,
+                &format!("{client} {flags} box sh -c 'tty; echo hi; exit 7'"),
+                b"",
+            );
+            let out = plain(&stdout(&o));
+            assert_eq!(
+                o.status.code(),
+                Some(7),
+                "{client} {flags}: {out:?} {}\n{}",
+                stderr(&o),
+                node.log()
+            );
+            assert!(
+                out.contains("/dev/pts/0\nhi\n"),
+                "{client} {flags}: no output from the terminal: {out:?}"
+            );
+        }
+        // An interactive shell: what is typed reaches it, and the terminal has the
+        // client's size.
+        let o = in_terminal(
+            &node,
+            &format!("stty rows 30 cols 100; {client} -it box sh"),
+            b"echo $((6*7)) $(tty); stty size\nexit 3\n",
+        );
+        let out = plain(&stdout(&o));
+        assert_eq!(o.status.code(), Some(3), "{client}: {out:?} {}", stderr(&o));
+        assert!(
+            out.contains("42 /dev/pts/0\n30 100\n"),
+            "{client}: no answer from the terminal: {out:?}"
+        );
+    }
+    // The covey CLI's run takes -i and -t as well.
+    let o = in_terminal(
+        &node,
+        &format!("{covey} container run --rm -it covey-test/saved sh"),
+        b"echo $((6*7)) $(tty)\nexit 5\n",
+    );
+    assert_eq!(o.status.code(), Some(5), "{}{}", stdout(&o), stderr(&o));
+    assert!(stdout(&o).contains("42 /dev/pts/0"), "{}", stdout(&o));
+    let o = node.run_with_input(
+        {
+            let mut c = std::process::Command::new(covey_tests::covey_bin());
+            c.args([
+                "-H",
+                &node.host(),
+                "container",
+                "run",
+                "--rm",
+                "-i",
+                "covey-test/saved",
+                "sh",
+                "-c",
+            ]);
+            c.arg("cat; exit 2");
+            c
+        },
+        b"through stdin\n",
+    );
+    assert_eq!(
+        (o.status.code(), stdout(&o).as_str()),
+        (Some(2), "through stdin\n"),
+        "{}",
+        stderr(&o)
+    );
+    node.covey_ok(&["container", "rm", "-f", "box"]);
+    assert_eq!(node.covey_ok(&["container", "ls", "-aq"]).trim(), "");
 }
 
 #[test]

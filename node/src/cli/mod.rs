@@ -6,6 +6,7 @@ mod container;
 mod daemon;
 mod image;
 mod output;
+mod session;
 mod version;
 
 use std::process::ExitCode;
