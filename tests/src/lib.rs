@@ -222,6 +222,8 @@ impl Daemon {
     }
 
     fn spawn(&mut self) -> anyhow::Result<()> {
+        // A daemon killed outright leaves its socket: readiness is a new one.
+        let _ = std::fs::remove_file(&self.socket);
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -264,6 +266,20 @@ impl Daemon {
     /// or a crash and a systemd restart look like.
     pub fn restart(&mut self) -> anyhow::Result<()> {
         self.stop();
+        self.spawn()
+    }
+
+    /// Kills the daemon outright (SIGKILL), as a crash or the OOM killer would; `start_again`
+    /// brings it back on the same data.
+    pub fn crash(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the daemon again after `stop` or `crash`.
+    pub fn start_again(&mut self) -> anyhow::Result<()> {
         self.spawn()
     }
 

@@ -37,13 +37,9 @@ fn nothing_left(id: &str, pid: Option<i32>) {
         "mount left for {id}"
     );
     if let Some(pid) = pid {
-        // Gone, or a zombie: exited, waiting for whichever init adopted it to reap it.
+        // Gone, not even a zombie: its parent, the runtime helper, reaped it.
         let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        let state = stat.rsplit(") ").next().and_then(|r| r.chars().next());
-        assert!(
-            stat.is_empty() || state == Some('Z'),
-            "process {pid} left: {stat}"
-        );
+        assert!(stat.is_empty(), "process {pid} left: {stat}");
     }
 }
 
@@ -582,6 +578,138 @@ fn containers_outlive_a_daemon_restart() {
     node.covey_ok(&["container", "rm", "-f", "survivor"]);
     assert!(node.covey_ok(&["container", "ls", "-aq"]).trim().is_empty());
     nothing_left(id.trim(), Some(pid));
+}
+
+/// Whether process `pid` is a zombie: ended, and nobody has reaped it.
+fn zombie(pid: i32) -> bool {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    stat.rsplit(") ").next().and_then(|r| r.chars().next()) == Some('Z')
+}
+
+#[test]
+fn exit_codes_are_learned_across_daemon_restarts() {
+    let mut node = node("exit-codes");
+    for crash in [false, true] {
+        let how = if crash { "SIGKILL" } else { "SIGTERM" };
+        let run = |name: &str, extra: &[&str], script: &str| {
+            let mut args = vec!["container", "run", "-d", "--name", name];
+            args.extend_from_slice(extra);
+            args.extend_from_slice(&["covey-test/saved", "sh", "-c", script]);
+            node.covey_ok(&args);
+            inspect(&node, name)["State"]["Pid"].as_i64().unwrap() as i32
+        };
+        // Ends once the daemon is back; ends while it is down (after printing); ends
+        // while it is down and asked to be removed.
+        let after = run("after", &[], "sleep 4; exit 7");
+        let during = run("during", &[], "echo before; sleep 1; echo after; exit 9");
+        let gone = run("gone", &["--rm"], "sleep 1; exit 3");
+        if crash {
+            node.crash();
+        } else {
+            node.stop();
+        }
+        std::thread::sleep(std::time::Duration::from_secs(2));
+        node.start_again().unwrap();
+        // Waited on from before it ends: the real code, with the docker CLI and covey's.
+        let o = node.docker(&["wait", "after"]);
+        assert_eq!(ok(&node, o).trim(), "7", "{how}");
+        assert_eq!(
+            node.covey_ok(&["container", "wait", "during"]).trim(),
+            "9",
+            "{how}"
+        );
+        let state = &inspect(&node, "after")["State"];
+        assert_eq!(
+            (state["Status"].as_str(), state["ExitCode"].as_i64()),
+            (Some("exited"), Some(7)),
+            "{how}: {state}"
+        );
+        let state = &inspect(&node, "during")["State"];
+        assert_eq!(state["ExitCode"], 9, "{how}: {state}");
+        assert_eq!(state["Error"], "", "{how}: {state}");
+        // What it printed while no daemon read its pipes is in its log.
+        let logs = node.covey_ok(&["container", "logs", "during"]);
+        assert_eq!(logs, "before\nafter\n", "{how}");
+        // Removed on adoption, as it asked.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while node.covey_ok(&["container", "ls", "-a"]).contains("gone") {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{how}: the --rm container was not removed:\n{}",
+                node.log()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        for pid in [after, during, gone] {
+            assert!(!zombie(pid), "{how}: container process {pid} left a zombie");
+        }
+        node.covey_ok(&["container", "rm", "after", "during"]);
+    }
+    // The helpers of the daemons before have nothing left to reap, and are gone: only the
+    // current daemon's remains.
+    let helpers = node.root.path().join("run/helpers");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let left = covey_tests::files_under(&helpers);
+        if left.len() == 1 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "earlier helpers left: {left:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_dead_helper_leaves_its_containers_to_the_daemon() {
+    let node = node("helper-dies");
+    node.covey_ok(&[
+        "container",
+        "run",
+        "-d",
+        "--name",
+        "orphan",
+        "covey-test/saved",
+        "sh",
+        "-c",
+        "sleep 2; exit 5",
+    ]);
+    let pid = inspect(&node, "orphan")["State"]["Pid"].as_i64().unwrap() as i32;
+    // The daemon's runtime helper, the container's parent: killed.
+    let daemon = std::fs::read_to_string(node.root.path().join("run/covey.pid")).unwrap();
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let helper: i32 = stat
+        .rsplit(") ")
+        .next()
+        .and_then(|r| r.split_whitespace().nth(1))
+        .and_then(|p| p.parse().ok())
+        .unwrap();
+    let cmdline = std::fs::read(format!("/proc/{helper}/cmdline")).unwrap();
+    assert!(
+        String::from_utf8_lossy(&cmdline).contains("runtime-helper"),
+        "the container's parent is not the helper"
+    );
+    let status = std::fs::read_to_string(format!("/proc/{helper}/status")).unwrap();
+    assert!(
+        status.contains(&format!("PPid:\t{}", daemon.trim())),
+        "the helper is not the daemon's child"
+    );
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(helper),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    // The container passes to the daemon, a child subreaper, which reaps it itself.
+    assert_eq!(
+        node.covey_ok(&["container", "wait", "orphan"]).trim(),
+        "5",
+        "{}",
+        node.log()
+    );
+    assert!(!zombie(pid), "the container's process was not reaped");
+    node.covey_ok(&["container", "rm", "orphan"]);
 }
 
 #[test]

@@ -178,7 +178,7 @@ impl Containers {
             let code = match made {
                 Ok(Ok(pid)) => {
                     exec.state.send_replace(ExecState::Running(pid));
-                    let exited = me.reaper.watch(pid);
+                    let exited = me.reaper.watch(pid, &exec.container);
                     let relays = outputs
                         .into_iter()
                         .map(|(fd, stream)| logs::relay(fd, stream, live.clone()));
