@@ -44,7 +44,7 @@ fn main() {
         bundle(&id);
         let t = Instant::now();
         let pid = runtime
-            .create_from_bundle(&id, Stdio::default(), false, None)
+            .create_from_bundle(&id, Stdio::default(), None)
             .expect("create");
         runtime.start(&id).expect("start");
         waitpid(Pid::from_raw(pid), None).expect("wait");

@@ -2,9 +2,8 @@
 //!
 //! **Fork safety.** libcontainer clones with a raw `clone3`, which skips glibc's fork
 //! handlers: a clone taken while another thread holds a malloc lock can deadlock the child.
-//! So these calls are blocking and are for a process with one busy thread. The daemon will
-//! make them from a single-threaded helper process (the next step of the runtime issue);
-//! tests serialise them.
+//! So these calls are blocking and are for a process with one busy thread. The daemon makes
+//! them from a single-threaded helper process (`helper`); tests serialise them.
 
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
@@ -39,6 +38,18 @@ pub struct ExecSpec {
     /// A terminal (`exec -t`); its master comes back through the console socket.
     #[serde(default)]
     pub tty: bool,
+}
+
+/// How a container's init ended, as its parent (the runtime helper) saw it. Kept as
+/// `exit.json` in the container's bundle directory, where a daemon that was not there to
+/// hear of it finds it: this file, not the helper's protocol, is the contract between a
+/// helper and daemons of other versions.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct Exit {
+    pub pid: i32,
+    /// The exit status, or 128 + the signal that killed it.
+    pub code: i32,
+    pub at: std::time::SystemTime,
 }
 
 /// A container's state as libcontainer keeps it.
@@ -135,12 +146,11 @@ impl Runtime {
     }
 
     /// Creates the container: its namespaces, cgroup and root filesystem, with its init
-    /// waiting to exec the command. Returns the init's pid: a child of the caller, or with
-    /// `as_sibling` a child of the caller's parent (how the daemon's helper makes containers
-    /// the daemon's own children).
+    /// waiting to exec the command. Returns the init's pid, a child of the caller, which
+    /// reaps it (the helper does, for the daemon).
     pub fn create(&self, id: &str, spec: &Spec, stdio: Stdio) -> Result<i32, RuntimeError> {
         self.write_bundle(id, spec)?;
-        self.create_from_bundle(id, stdio, false, None)
+        self.create_from_bundle(id, stdio, None)
     }
 
     /// `create` from a bundle already written.
@@ -148,15 +158,15 @@ impl Runtime {
         &self,
         id: &str,
         stdio: Stdio,
-        as_sibling: bool,
         console_socket: Option<&Path>,
     ) -> Result<i32, RuntimeError> {
         let bundle = self.container_dir(id)?;
+        // A new run: the last one's exit must not be taken for its own.
+        self.clear_exit(id);
         let container = self
             .builder(id, stdio)?
             .with_console_socket(console_socket)
             .as_init(&bundle)
-            .as_sibling(as_sibling)
             .with_systemd(false)
             .with_detach(true)
             .build()
@@ -187,13 +197,12 @@ impl Runtime {
 
     /// Runs `spec` in the running container `id`, in its namespaces and cgroup, with its
     /// capabilities and seccomp profile. Returns the process's pid (a child of the caller,
-    /// or with `as_sibling` of the caller's parent). Clones: see the module's note.
+    /// reaped as the container's init is). Clones: see the module's note.
     pub fn exec(
         &self,
         id: &str,
         spec: &ExecSpec,
         stdio: Stdio,
-        as_sibling: bool,
         console_socket: Option<&Path>,
     ) -> Result<i32, RuntimeError> {
         check_id(id)?;
@@ -225,7 +234,6 @@ impl Runtime {
             .with_user(Some(spec.uid))
             .with_group(Some(spec.gid))
             .with_process(process_file.as_ref())
-            .as_sibling(as_sibling)
             .with_detach(true)
             .build()
             .map_err(Self::err(id));
@@ -370,6 +378,39 @@ impl Runtime {
                         .is_some_and(|n| n > 0)
                 })
             })
+    }
+
+    fn exit_path(&self, id: &str) -> PathBuf {
+        self.bundles.join(id).join("exit.json")
+    }
+
+    /// Records how the container's init ended. Written whole (a temporary file renamed),
+    /// not synced: the exec root is runtime state (tmpfs on a device), which a daemon's
+    /// restart keeps and a reboot, which leaves no container running, does not.
+    pub fn record_exit(&self, id: &str, exit: &Exit) -> Result<(), RuntimeError> {
+        check_id(id)?;
+        let path = self.exit_path(id);
+        let tmp = path.with_extension("json.tmp");
+        let json = serde_json::to_vec(exit).map_err(|e| RuntimeError::Io {
+            path: path.clone(),
+            source: e.into(),
+        })?;
+        std::fs::write(&tmp, json)
+            .and_then(|()| std::fs::rename(&tmp, &path))
+            .map_err(|source| RuntimeError::Io { path, source })
+    }
+
+    /// The container's last exit as its parent recorded it, if any.
+    pub fn recorded_exit(&self, id: &str) -> Option<Exit> {
+        check_id(id).ok()?;
+        let bytes = std::fs::read(self.exit_path(id)).ok()?;
+        serde_json::from_slice(&bytes).ok()
+    }
+
+    pub fn clear_exit(&self, id: &str) {
+        if check_id(id).is_ok() {
+            let _ = std::fs::remove_file(self.exit_path(id));
+        }
     }
 
     /// Removes the container's bundle, once it is deleted for good.

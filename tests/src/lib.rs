@@ -243,6 +243,8 @@ impl Daemon {
     }
 
     fn spawn(&mut self) -> anyhow::Result<()> {
+        // A daemon killed outright leaves its socket: readiness is a new one.
+        let _ = std::fs::remove_file(&self.socket);
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -295,6 +297,20 @@ impl Daemon {
     /// The daemon's pid, while it runs.
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
+    }
+
+    /// Kills the daemon outright (SIGKILL), as a crash or the OOM killer would; `start_again`
+    /// brings it back on the same data.
+    pub fn crash(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the daemon again after `stop` or `crash`.
+    pub fn start_again(&mut self) -> anyhow::Result<()> {
+        self.spawn()
     }
 
     pub fn host(&self) -> String {
@@ -378,16 +394,6 @@ impl Daemon {
             let _ = stdin.write_all(input);
         }
         child.wait_with_output().expect("waiting for a client")
-    }
-
-    /// Kills the daemon outright (SIGKILL): a crash, or a node losing power.
-    pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        // A restart waits for the socket to appear: the dead daemon's must go first.
-        let _ = std::fs::remove_file(&self.socket);
     }
 
     pub fn stop(&mut self) {

@@ -37,13 +37,9 @@ fn nothing_left(id: &str, pid: Option<i32>) {
         "mount left for {id}"
     );
     if let Some(pid) = pid {
-        // Gone, or a zombie: exited, waiting for whichever init adopted it to reap it.
+        // Gone, not even a zombie: its parent, the runtime helper, reaped it.
         let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        let state = stat.rsplit(") ").next().and_then(|r| r.chars().next());
-        assert!(
-            stat.is_empty() || state == Some('Z'),
-            "process {pid} left: {stat}"
-        );
+        assert!(stat.is_empty(), "process {pid} left: {stat}");
     }
 }
 
@@ -257,8 +253,6 @@ fn exec_runs_in_the_container_with_its_environment() {
         "{}",
         stderr(&o)
     );
-    let o = node.docker(&["exec", "-t", "box", "true"]);
-    assert!(stderr(&o).contains("terminal for exec"), "{}", stderr(&o));
     node.covey_ok(&["container", "rm", "-f", "box"]);
     let o = node.docker(&["exec", "box", "true"]);
     assert!(stderr(&o).contains("No such container"), "{}", stderr(&o));
@@ -360,6 +354,119 @@ fn interactive_containers_take_stdin_and_a_terminal() {
         "no answer from the terminal: {out:?}"
     );
     assert_eq!(ok(&node, node.docker(&["ps", "-aq"])).trim(), "");
+}
+
+/// Runs `cmdline` (a shell command line) on a terminal of its own, as a person at a
+/// keyboard would (script gives it a pty), with `input` typed into it.
+fn in_terminal(node: &Daemon, cmdline: &str, input: &[u8]) -> Output {
+    let mut cmd = std::process::Command::new("script");
+    cmd.args(["-qec", cmdline, "/dev/null"]);
+    node.run_with_input(cmd, input)
+}
+
+/// A terminal's output as plain lines: without `\r` (a terminal not in raw mode adds one
+/// of its own) and without echoed control characters (`^@`: script passes the end of its
+/// input on as one, which the run's terminal echoes wherever it lands).
+fn plain(out: &str) -> String {
+    let mut s = String::new();
+    let mut chars = out.chars().peekable();
+    while let Some(c) = chars.next() {
+        match (c, chars.peek()) {
+            ('\r', _) => {}
+            ('^', Some('@'..='_')) => {
+                chars.next();
+            }
+            _ => s.push(c),
+        }
+    }
+    s
+}
+
+#[test]
+fn exec_with_a_terminal() {
+    let node = node("exec-tty");
+    node.covey_ok(&[
+        "container",
+        "run",
+        "-d",
+        "--name",
+        "box",
+        "covey-test/saved",
+        "sleep",
+        "120",
+    ]);
+    let docker = covey_tests::DOCKER_CLI;
+    let covey = format!("{} -H {}", covey_tests::covey_bin().display(), node.host());
+    // A command on the exec's own terminal: its output, then its exit code.
+    for client in [format!("{docker} exec"), format!("{covey} container exec")] {
+        for flags in ["-t", "-it"] {
+            let o = in_terminal(
+                &node,
+                &format!("{client} {flags} box sh -c 'tty; echo hi; exit 7'"),
+                b"",
+            );
+            let out = plain(&stdout(&o));
+            assert_eq!(
+                o.status.code(),
+                Some(7),
+                "{client} {flags}: {out:?} {}\n{}",
+                stderr(&o),
+                node.log()
+            );
+            assert!(
+                out.contains("/dev/pts/0\nhi\n"),
+                "{client} {flags}: no output from the terminal: {out:?}"
+            );
+        }
+        // An interactive shell: what is typed reaches it, and the terminal has the
+        // client's size.
+        let o = in_terminal(
+            &node,
+            &format!("stty rows 30 cols 100; {client} -it box sh"),
+            b"echo $((6*7)) $(tty); stty size\nexit 3\n",
+        );
+        let out = plain(&stdout(&o));
+        assert_eq!(o.status.code(), Some(3), "{client}: {out:?} {}", stderr(&o));
+        assert!(
+            out.contains("42 /dev/pts/0\n30 100\n"),
+            "{client}: no answer from the terminal: {out:?}"
+        );
+    }
+    // The covey CLI's run takes -i and -t as well.
+    let o = in_terminal(
+        &node,
+        &format!("{covey} container run --rm -it covey-test/saved sh"),
+        b"echo $((6*7)) $(tty)\nexit 5\n",
+    );
+    assert_eq!(o.status.code(), Some(5), "{}{}", stdout(&o), stderr(&o));
+    assert!(stdout(&o).contains("42 /dev/pts/0"), "{}", stdout(&o));
+    let o = node.run_with_input(
+        {
+            let mut c = std::process::Command::new(covey_tests::covey_bin());
+            c.args([
+                "-H",
+                &node.host(),
+                "container",
+                "run",
+                "--rm",
+                "-i",
+                "covey-test/saved",
+                "sh",
+                "-c",
+            ]);
+            c.arg("cat; exit 2");
+            c
+        },
+        b"through stdin\n",
+    );
+    assert_eq!(
+        (o.status.code(), stdout(&o).as_str()),
+        (Some(2), "through stdin\n"),
+        "{}",
+        stderr(&o)
+    );
+    node.covey_ok(&["container", "rm", "-f", "box"]);
+    assert_eq!(node.covey_ok(&["container", "ls", "-aq"]).trim(), "");
 }
 
 #[test]
@@ -471,6 +578,138 @@ fn containers_outlive_a_daemon_restart() {
     node.covey_ok(&["container", "rm", "-f", "survivor"]);
     assert!(node.covey_ok(&["container", "ls", "-aq"]).trim().is_empty());
     nothing_left(id.trim(), Some(pid));
+}
+
+/// Whether process `pid` is a zombie: ended, and nobody has reaped it.
+fn zombie(pid: i32) -> bool {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    stat.rsplit(") ").next().and_then(|r| r.chars().next()) == Some('Z')
+}
+
+#[test]
+fn exit_codes_are_learned_across_daemon_restarts() {
+    let mut node = node("exit-codes");
+    for crash in [false, true] {
+        let how = if crash { "SIGKILL" } else { "SIGTERM" };
+        let run = |name: &str, extra: &[&str], script: &str| {
+            let mut args = vec!["container", "run", "-d", "--name", name];
+            args.extend_from_slice(extra);
+            args.extend_from_slice(&["covey-test/saved", "sh", "-c", script]);
+            node.covey_ok(&args);
+            inspect(&node, name)["State"]["Pid"].as_i64().unwrap() as i32
+        };
+        // Ends once the daemon is back; ends while it is down (after printing); ends
+        // while it is down and asked to be removed.
+        let after = run("after", &[], "sleep 4; exit 7");
+        let during = run("during", &[], "echo before; sleep 1; echo after; exit 9");
+        let gone = run("gone", &["--rm"], "sleep 1; exit 3");
+        if crash {
+            node.crash();
+        } else {
+            node.stop();
+        }
+        std::thread::sleep(std::time::Duration::from_secs(2));
+        node.start_again().unwrap();
+        // Waited on from before it ends: the real code, with the docker CLI and covey's.
+        let o = node.docker(&["wait", "after"]);
+        assert_eq!(ok(&node, o).trim(), "7", "{how}");
+        assert_eq!(
+            node.covey_ok(&["container", "wait", "during"]).trim(),
+            "9",
+            "{how}"
+        );
+        let state = &inspect(&node, "after")["State"];
+        assert_eq!(
+            (state["Status"].as_str(), state["ExitCode"].as_i64()),
+            (Some("exited"), Some(7)),
+            "{how}: {state}"
+        );
+        let state = &inspect(&node, "during")["State"];
+        assert_eq!(state["ExitCode"], 9, "{how}: {state}");
+        assert_eq!(state["Error"], "", "{how}: {state}");
+        // What it printed while no daemon read its pipes is in its log.
+        let logs = node.covey_ok(&["container", "logs", "during"]);
+        assert_eq!(logs, "before\nafter\n", "{how}");
+        // Removed on adoption, as it asked.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while node.covey_ok(&["container", "ls", "-a"]).contains("gone") {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{how}: the --rm container was not removed:\n{}",
+                node.log()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        for pid in [after, during, gone] {
+            assert!(!zombie(pid), "{how}: container process {pid} left a zombie");
+        }
+        node.covey_ok(&["container", "rm", "after", "during"]);
+    }
+    // The helpers of the daemons before have nothing left to reap, and are gone: only the
+    // current daemon's remains.
+    let helpers = node.root.path().join("run/helpers");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let left = covey_tests::files_under(&helpers);
+        if left.len() == 1 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "earlier helpers left: {left:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_dead_helper_leaves_its_containers_to_the_daemon() {
+    let node = node("helper-dies");
+    node.covey_ok(&[
+        "container",
+        "run",
+        "-d",
+        "--name",
+        "orphan",
+        "covey-test/saved",
+        "sh",
+        "-c",
+        "sleep 2; exit 5",
+    ]);
+    let pid = inspect(&node, "orphan")["State"]["Pid"].as_i64().unwrap() as i32;
+    // The daemon's runtime helper, the container's parent: killed.
+    let daemon = std::fs::read_to_string(node.root.path().join("run/covey.pid")).unwrap();
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let helper: i32 = stat
+        .rsplit(") ")
+        .next()
+        .and_then(|r| r.split_whitespace().nth(1))
+        .and_then(|p| p.parse().ok())
+        .unwrap();
+    let cmdline = std::fs::read(format!("/proc/{helper}/cmdline")).unwrap();
+    assert!(
+        String::from_utf8_lossy(&cmdline).contains("runtime-helper"),
+        "the container's parent is not the helper"
+    );
+    let status = std::fs::read_to_string(format!("/proc/{helper}/status")).unwrap();
+    assert!(
+        status.contains(&format!("PPid:\t{}", daemon.trim())),
+        "the helper is not the daemon's child"
+    );
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(helper),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    // The container passes to the daemon, a child subreaper, which reaps it itself.
+    assert_eq!(
+        node.covey_ok(&["container", "wait", "orphan"]).trim(),
+        "5",
+        "{}",
+        node.log()
+    );
+    assert!(!zombie(pid), "the container's process was not reaped");
+    node.covey_ok(&["container", "rm", "orphan"]);
 }
 
 #[test]

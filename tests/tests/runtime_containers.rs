@@ -268,7 +268,7 @@ fn exec_with_a_terminal() {
     };
     let exec_pid = node
         .runtime
-        .exec("tty-host", &spec, Stdio::default(), false, Some(&sock))
+        .exec("tty-host", &spec, Stdio::default(), Some(&sock))
         .unwrap();
     let master = receiver.join().unwrap().expect("the terminal's master");
     let mut out = Vec::new();

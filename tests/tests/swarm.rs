@@ -163,7 +163,7 @@ fn three_managers_and_a_worker_join_elect_and_survive_a_lost_leader() {
     // Kill the leader: the other two elect one of themselves and writes go on.
     let leader = swarm.leader(1).expect("a leader");
     let mut swarm = swarm;
-    swarm.daemons[leader - 1].kill();
+    swarm.daemons[leader - 1].crash();
     let survivor = (1..=3).find(|i| *i != leader).expect("a survivor");
     let new_leader = eventually("a new leader", Duration::from_secs(40), || {
         swarm.leader(survivor).filter(|l| *l != leader)
@@ -318,8 +318,8 @@ fn a_swarm_that_lost_quorum_is_recovered_with_force_new_cluster() {
         || swarm.write(1, 1, "kept=yes").then_some(()),
     );
     let mut swarm = swarm;
-    swarm.daemons[1].kill();
-    swarm.daemons[2].kill();
+    swarm.daemons[1].crash();
+    swarm.daemons[2].crash();
     // One manager of three is no quorum: it commits nothing.
     assert!(
         !swarm.write(1, 1, "lost=yes"),

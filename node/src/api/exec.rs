@@ -1,5 +1,5 @@
-//! `docker exec` without a terminal: create an exec instance, start it (its output on the
-//! hijacked connection), inspect it for the exit code.
+//! `docker exec`: create an exec instance, start it (its output on the hijacked connection,
+//! raw with a terminal, else multiplexed), resize its terminal, inspect it for the exit code.
 
 use std::sync::Arc;
 
@@ -31,13 +31,6 @@ pub async fn create(
     Path(id): Path<String>,
     Json(b): Json<CreateBody>,
 ) -> Result<Response, ApiError> {
-    if b.tty {
-        // The plumbing is there (a console socket for the exec's pty), but the exec's
-        // output does not reach the daemon yet: refused until it does.
-        return Err(ApiError::bad_request(
-            "covey does not support a terminal for exec (-t) yet; use docker exec -i",
-        ));
-    }
     let exec_id = node
         .containers
         .create_exec(
@@ -106,8 +99,14 @@ pub async fn resize(
     axum::extract::Query(q): axum::extract::Query<ResizeQuery>,
 ) -> Result<StatusCode, ApiError> {
     let exec = node.containers.exec(&id)?;
-    let target = exec.stdin.borrow().clone();
-    if let (true, Some(master)) = (exec.spec_tty(), target) {
+    // The CLI resizes as soon as its start returns, which is before the terminal exists
+    // (the process is made after the answer): wait for it.
+    let target = if exec.spec_tty() {
+        exec.terminal().await
+    } else {
+        None
+    };
+    if let Some(master) = target {
         crate::containers::resize_terminal(&master, q.h.unwrap_or(24), q.w.unwrap_or(80)).map_err(
             |e| {
                 ApiError::new(
@@ -137,13 +136,13 @@ pub async fn inspect(
         "Running": running,
         "ExitCode": code,
         "Pid": pid,
-        "OpenStdin": false,
+        "OpenStdin": exec.open_stdin,
         "OpenStdout": true,
         "OpenStderr": true,
         "ProcessConfig": {
             "entrypoint": exec.args.first().cloned().unwrap_or_default(),
             "arguments": exec.args.get(1..).unwrap_or_default(),
-            "tty": false,
+            "tty": exec.spec_tty(),
         },
     })))
 }

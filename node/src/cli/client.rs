@@ -14,6 +14,7 @@ use crate::config::{unix_socket_path, DEFAULT_HOST};
 
 pub type RequestBody = UnsyncBoxBody<Bytes, std::io::Error>;
 
+#[derive(Clone)]
 pub struct Client {
     host: String,
     socket: PathBuf,

@@ -1,15 +1,13 @@
 //! `covey container`: run, ls, logs, start, stop, kill, wait, rm, inspect, as `docker`.
 
-use std::io::Write;
-
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use hyper::Method;
 use serde_json::{json, Value};
-use tokio::io::AsyncReadExt;
 
 use super::client::{escape, Client};
 use super::output::{self, Format};
+use super::session::{self, Session};
 
 #[derive(Subcommand)]
 pub enum ContainerCommand {
@@ -73,6 +71,12 @@ pub enum ContainerCommand {
     },
     /// Run a command in a running container, and exit with its code.
     Exec {
+        /// Keep stdin open: this process's input goes to the command.
+        #[arg(short, long)]
+        interactive: bool,
+        /// A terminal for the command.
+        #[arg(short, long)]
+        tty: bool,
         #[arg(short, long = "env")]
         env: Vec<String>,
         #[arg(short, long)]
@@ -95,6 +99,12 @@ pub struct RunArgs {
     /// Remove the container when it exits.
     #[arg(long)]
     rm: bool,
+    /// Keep stdin open: this process's input goes to the container.
+    #[arg(short, long)]
+    interactive: bool,
+    /// A terminal for the container.
+    #[arg(short, long)]
+    tty: bool,
     /// Run in the background and print the container's ID.
     #[arg(short, long)]
     detach: bool,
@@ -175,7 +185,7 @@ pub async fn run(cmd: ContainerCommand, client: &Client) -> anyhow::Result<()> {
                 )
                 .await?;
             let body = http_body_util::BodyStream::new(resp.into_body());
-            demux(tokio_util::io::StreamReader::new(
+            session::demux(tokio_util::io::StreamReader::new(
                 futures_util::TryStreamExt::map_ok(
                     futures_util::TryStreamExt::map_err(body, std::io::Error::other),
                     |f: hyper::body::Frame<bytes::Bytes>| f.into_data().unwrap_or_default(),
@@ -220,6 +230,8 @@ pub async fn run(cmd: ContainerCommand, client: &Client) -> anyhow::Result<()> {
             .await
         }
         ContainerCommand::Exec {
+            interactive,
+            tty,
             env,
             user,
             workdir,
@@ -231,8 +243,10 @@ pub async fn run(cmd: ContainerCommand, client: &Client) -> anyhow::Result<()> {
                 "Env": env,
                 "User": user.unwrap_or_default(),
                 "WorkingDir": workdir.unwrap_or_default(),
+                "AttachStdin": interactive,
                 "AttachStdout": true,
                 "AttachStderr": true,
+                "Tty": tty,
             });
             let resp = client
                 .send(
@@ -250,7 +264,14 @@ pub async fn run(cmd: ContainerCommand, client: &Client) -> anyhow::Result<()> {
                 .as_str()
                 .context("the daemon's answer has no exec ID")?
                 .to_string();
-            demux(client.upgrade(&format!("/exec/{id}/start")).await?).await?;
+            let stream = client.upgrade(&format!("/exec/{id}/start")).await?;
+            Session {
+                tty,
+                stdin: interactive,
+                resize: tty.then(|| format!("/exec/{id}/resize")),
+            }
+            .run(client, stream)
+            .await?;
             let state: Value = client
                 .json(Method::GET, &format!("/exec/{id}/json"))
                 .await?;
@@ -316,6 +337,10 @@ fn create_body(a: &RunArgs) -> anyhow::Result<Value> {
         "User": a.user.clone().unwrap_or_default(),
         "WorkingDir": a.workdir.clone().unwrap_or_default(),
         "Hostname": a.hostname.clone().unwrap_or_default(),
+        "Tty": a.tty,
+        "OpenStdin": a.interactive,
+        "AttachStdin": a.interactive,
+        "StdinOnce": a.interactive,
         "HostConfig": {
             "AutoRemove": a.rm,
             "Memory": memory,
@@ -372,7 +397,8 @@ async fn run_container(client: &Client, a: RunArgs) -> anyhow::Result<()> {
     // As docker run: attach, then wait, then start, so that no output and no exit is missed.
     let stream = client
         .upgrade(&format!(
-            "/containers/{id}/attach?stream=1&stdout=1&stderr=1"
+            "/containers/{id}/attach?stream=1&stdout=1&stderr=1&stdin={}",
+            a.interactive as u8
         ))
         .await?;
     let condition = if a.rm { "removed" } else { "next-exit" };
@@ -403,7 +429,13 @@ async fn run_container(client: &Client, a: RunArgs) -> anyhow::Result<()> {
         };
         return Err(ExitWith(code).into());
     }
-    demux(stream).await?;
+    Session {
+        tty: a.tty,
+        stdin: a.interactive,
+        resize: a.tty.then(|| format!("/containers/{id}/resize")),
+    }
+    .run(client, stream)
+    .await?;
     let status: Value = serde_json::from_slice(
         &http_body_util::BodyExt::collect(wait.into_body())
             .await?
@@ -414,30 +446,6 @@ async fn run_container(client: &Client, a: RunArgs) -> anyhow::Result<()> {
         return Err(ExitWith(code).into());
     }
     Ok(())
-}
-
-/// Docker's multiplexed frames to this process's stdout and stderr.
-async fn demux(mut r: impl tokio::io::AsyncRead + Unpin) -> anyhow::Result<()> {
-    let mut header = [0u8; 8];
-    loop {
-        match r.read_exact(&mut header).await {
-            Ok(_) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
-            Err(e) => return Err(e).context("reading the container's output"),
-        }
-        let len = u32::from_be_bytes([header[4], header[5], header[6], header[7]]) as usize;
-        let mut data = vec![0u8; len.min(1 << 20)];
-        r.read_exact(&mut data)
-            .await
-            .context("reading the container's output")?;
-        if header[0] == 2 {
-            std::io::stderr().write_all(&data)?;
-        } else {
-            let mut out = std::io::stdout().lock();
-            out.write_all(&data)?;
-            out.flush()?;
-        }
-    }
 }
 
 async fn ls(client: &Client, all: bool, quiet: bool, format: Format) -> anyhow::Result<()> {

@@ -7,6 +7,7 @@ mod daemon;
 mod image;
 mod node;
 mod output;
+mod session;
 mod swarm;
 mod version;
 
@@ -53,9 +54,10 @@ enum Command {
     /// The daemon's single-threaded helper that makes containers (started by the daemon).
     #[command(hide = true)]
     RuntimeHelper {
-        /// Where the helper waits, once the daemon is gone, to hand the pipes it keeps to the next.
+        /// Where the helper listens for later daemons (to hand over the pipes it keeps and
+        /// tell them its containers' exits), once its own daemon is gone.
         #[arg(long)]
-        keep_socket: Option<std::path::PathBuf>,
+        socket_dir: Option<std::path::PathBuf>,
     },
 }
 
@@ -70,8 +72,8 @@ pub fn main() -> ExitCode {
     );
     // Before any thread exists: the helper must stay single-threaded (see the runtime's
     // helper module).
-    if let Command::RuntimeHelper { keep_socket } = &cli.command {
-        return match covey_runtime::helper::serve(keep_socket.as_deref()) {
+    if let Command::RuntimeHelper { socket_dir } = &cli.command {
+        return match covey_runtime::helper::serve(socket_dir.as_deref()) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("covey runtime helper: {e}");

@@ -1,29 +1,41 @@
-//! Containers a previous daemon left running. They kept running (their init was the old
-//! daemon's child and passed to the system's init), and their output waited in their pipes,
-//! which the runtime helper kept and handed over: this daemon reads them again. It is not
-//! their parent, so it cannot collect their exit status: it watches them through a pidfd
-//! and records the exit as unknown. Real exit codes across restarts need covey's own init
-//! in each container (the runtime issue's next step).
+//! Containers a previous daemon left running. They kept running: their parent is the
+//! runtime helper that made them, which outlived that daemon, kept their pipes (handed
+//! over to this daemon, which reads on) and reaps them. An exit while no daemon was there
+//! is in the container's exit file; one after is pushed by that helper, watched since this
+//! daemon started (`helper::take_over`). If that helper cannot be watched (another
+//! protocol version) or is gone, the container's pidfd says when it ends and its exit
+//! file, if anyone recorded it, what the code was; else it is unknown (255, as Docker).
 
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
+use covey_runtime::helper::pidfd_open;
 use tokio::io::unix::AsyncFd;
 
 use super::{Container, Containers};
 
 /// Docker's code for an exit it could not observe.
 const UNKNOWN_EXIT: i32 = 255;
+/// How long to wait, once an adopted container has ended, for its exit to be pushed or
+/// recorded: its helper reaps at once, so this runs out only when no helper is left.
+const RECORD_GRACE: Duration = Duration::from_secs(5);
 
 pub fn adopt(containers: Arc<Containers>, c: Arc<Container>, pipes: Option<Vec<OwnedFd>>) {
     let r = c.snapshot();
     let Some(pid) = r.pid else { return };
+    let recorded = containers
+        .runtime
+        .recorded_exit(&r.id)
+        .filter(|e| e.pid == pid);
     // The pid may have been reused since: it must still be in the container's cgroup.
-    let ours = std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
-        .is_ok_and(|cg| cg.contains(&format!("/covey/{}", r.id)));
+    let ours = recorded.is_none()
+        && std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
+            .is_ok_and(|cg| cg.contains(&format!("/covey/{}", r.id)));
     let pidfd = if ours { pidfd_open(pid) } else { None };
     tokio::spawn(async move {
-        if let (Some(_), Some(p)) = (&pidfd, pipes) {
+        if let Some(p) = pipes {
+            // What it printed while no daemon read is still in them, even if it has ended.
             // The order they were kept in: a pty's master alone, or stdout then stderr.
             let outputs = p
                 .into_iter()
@@ -31,31 +43,58 @@ pub fn adopt(containers: Arc<Containers>, c: Arc<Container>, pipes: Option<Vec<O
                 .collect();
             containers.read_output(&c, outputs).await;
         }
-        let lost =
-            "exit status unknown: the container exited while the daemon was restarting".to_string();
-        match pidfd {
-            // Alive: wait until the pidfd turns readable, which is when the process exits.
-            Some(fd) => {
-                // SAFETY: the OwnedFd moves into the AsyncFd, which owns it (open, the same
-                // description) until it is dropped.
-                if let Ok(afd) = unsafe { AsyncFd::register(fd) } {
-                    let _ = afd.readable().await;
-                }
-                tracing::info!(container = %r.id, pid, "adopted container exited");
-                containers.exited(&r.id, UNKNOWN_EXIT, Some(lost)).await;
-            }
-            None => containers.exited(&r.id, UNKNOWN_EXIT, Some(lost)).await,
-        }
+        let (code, error, at) = match recorded {
+            Some(e) => (e.code, None, Some(e.at)),
+            None => ended(&containers, &r.id, pid, pidfd).await,
+        };
+        tracing::info!(container = %r.id, pid, code, "adopted container exited");
+        let at = at.map(|t| humantime::format_rfc3339_nanos(t).to_string());
+        containers.exited(&r.id, code, error, at).await;
     });
 }
 
-/// A pidfd for `pid` if it is alive. (nix 0.29 has no wrapper for pidfd_open.)
-fn pidfd_open(pid: i32) -> Option<OwnedFd> {
-    // SAFETY: a plain syscall; on success it returns a new descriptor we then own.
-    let fd = unsafe { nix::libc::syscall(nix::libc::SYS_pidfd_open, pid, 0) };
-    if fd < 0 {
-        return None;
+/// Waits for an adopted container to end; its code and, if it came from the exit file,
+/// when it ended.
+async fn ended(
+    containers: &Containers,
+    id: &str,
+    pid: i32,
+    pidfd: Option<OwnedFd>,
+) -> (i32, Option<String>, Option<std::time::SystemTime>) {
+    let rx = containers.reaper.watch(pid, id);
+    // Pushed by its helper; never, if nobody will push it.
+    let pushed = async move {
+        match rx.await {
+            Ok(code) => code,
+            Err(_) => std::future::pending().await,
+        }
+    };
+    let mut pushed = std::pin::pin!(pushed);
+    // SAFETY: the OwnedFd moves into the AsyncFd, which owns it (open, the same
+    // description) until it is dropped.
+    if let Some(afd) = pidfd.and_then(|fd| unsafe { AsyncFd::register(fd) }.ok()) {
+        tokio::select! {
+            code = &mut pushed => return (code, None, None),
+            // Readable once the process has exited.
+            _ = afd.readable() => {}
+        }
     }
-    // SAFETY: see above.
-    Some(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+    let deadline = Instant::now() + RECORD_GRACE;
+    loop {
+        if let Some(e) = containers
+            .runtime
+            .recorded_exit(id)
+            .filter(|e| e.pid == pid)
+        {
+            return (e.code, None, Some(e.at));
+        }
+        if Instant::now() > deadline {
+            let lost = "exit status unknown: no runtime helper saw the container end";
+            return (UNKNOWN_EXIT, Some(lost.into()), None);
+        }
+        tokio::select! {
+            code = &mut pushed => return (code, None, None),
+            _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+        }
+    }
 }

@@ -39,6 +39,23 @@ impl Exec {
     pub fn spec_tty(&self) -> bool {
         self.spec.tty
     }
+
+    /// The pty's master once the process has one; `None` if it ends (or cannot start)
+    /// first, or after a few seconds.
+    pub async fn terminal(&self) -> Option<Arc<std::os::fd::OwnedFd>> {
+        let mut slot = self.stdin.subscribe();
+        let mut state = self.state.subscribe();
+        let wait = async {
+            tokio::select! {
+                t = slot.wait_for(Option::is_some) => t.ok().and_then(|t| t.clone()),
+                _ = state.wait_for(|s| matches!(s, ExecState::Exited(_))) => None,
+            }
+        };
+        tokio::time::timeout(std::time::Duration::from_secs(10), wait)
+            .await
+            .ok()
+            .flatten()
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -161,7 +178,7 @@ impl Containers {
             let code = match made {
                 Ok(Ok(pid)) => {
                     exec.state.send_replace(ExecState::Running(pid));
-                    let exited = me.reaper.watch(pid);
+                    let exited = me.reaper.watch(pid, &exec.container);
                     let relays = outputs
                         .into_iter()
                         .map(|(fd, stream)| logs::relay(fd, stream, live.clone()));

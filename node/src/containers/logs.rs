@@ -131,10 +131,17 @@ pub async fn pump(fd: OwnedFd, stream: Stream, log: Arc<LogFile>, live: broadcas
     }
 }
 
-/// Reads one of an exec's pipes to its end, live to `live` only (exec output is not logged).
+/// Reads one of an exec's pipes (or its pty's master) to its end, live to `live` only
+/// (exec output is not logged).
 pub async fn relay(fd: OwnedFd, stream: Stream, live: broadcast::Sender<Output>) {
-    let Ok(mut pipe) = tokio::net::unix::pipe::Receiver::from_owned_fd(fd) else {
-        return;
+    // Through `reader`: tokio's checked `from_owned_fd` refuses a pty master (no FIFO), and
+    // a relay that ended at once dropped a terminal exec's output unread.
+    let mut pipe = match reader(fd) {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::warn!("exec output: {e}");
+            return;
+        }
     };
     let mut buf = vec![0u8; 8192];
     while let Ok(n) = pipe.read(&mut buf).await {

@@ -164,16 +164,29 @@ impl Containers {
             .context("becoming the containers' subreaper")?;
         let exe =
             std::env::current_exe().context("finding the covey binary for the runtime helper")?;
-        // Pipes of running containers that the previous daemon's helper kept, then a helper
-        // of our own on the same keep socket.
-        let keep_socket = exec_root.join("runtime-helper.sock");
-        let keep = keep_socket.clone();
-        let pipes = tokio::task::spawn_blocking(move || covey_runtime::helper::take_over(&keep))
-            .await
-            .unwrap_or_default();
-        let keep_arg = keep_socket.display().to_string();
-        let helper = Helper::spawn(&exe, &["runtime-helper", "--keep-socket", &keep_arg])
-            .context("starting the runtime helper")?;
+        // Exits pushed by the helpers, ours and earlier daemons', go where the reaper's go.
+        let deliver = {
+            let reaper = reaper.clone();
+            move |e: covey_runtime::helper::Exited| reaper.deliver(e.pid, Some(e.id), e.code)
+        };
+        // The helpers earlier daemons left (parents of the containers they made): the pipes
+        // they kept, and their containers' exits from now on; watched before the records
+        // are read, so that an exit is either in its file by then or pushed after. Then a
+        // helper of our own, for the containers we make.
+        let helpers = exec_root.join("helpers");
+        let (helpers_dir, on_exit) = (helpers.clone(), deliver.clone());
+        let pipes = tokio::task::spawn_blocking(move || {
+            covey_runtime::helper::take_over(&helpers_dir, on_exit)
+        })
+        .await
+        .unwrap_or_default();
+        let helpers_arg = helpers.display().to_string();
+        let helper = Helper::spawn(
+            &exe,
+            &["runtime-helper", "--socket-dir", &helpers_arg],
+            deliver,
+        )
+        .context("starting the runtime helper")?;
         let me = Arc::new(Self {
             dir,
             runtime_root,
@@ -398,6 +411,7 @@ impl Containers {
             Ok(pid) => pid,
             Err(e) => return Err(self.start_failed(&c, e).await),
         };
+        let exited = self.reaper.watch(pid, &id);
         if let Some(console) = console {
             match console.master().await {
                 Ok(master) => {
@@ -408,7 +422,6 @@ impl Containers {
             }
         }
         c.stdin.send_replace(stdin.map(Arc::new));
-        let exited = self.reaper.watch(pid);
         if r.config.network == covey_runtime::NetworkMode::None {
             // Created, not yet started: the command will find loopback up.
             let up =
@@ -437,7 +450,7 @@ impl Containers {
         let me = self.clone();
         tokio::spawn(async move {
             let code = exited.await.unwrap_or(255);
-            me.exited(&id, code, None).await;
+            me.exited(&id, code, None, None).await;
         });
         Ok(())
     }
@@ -502,7 +515,14 @@ impl Containers {
     }
 
     /// Records an exit, wakes the waiters, and removes the container if it asked to be.
-    async fn exited(self: &Arc<Self>, id: &str, code: i32, error: Option<String>) {
+    /// `finished_at` is now unless the exit came from its record (while the daemon was down).
+    async fn exited(
+        self: &Arc<Self>,
+        id: &str,
+        code: i32,
+        error: Option<String>,
+        finished_at: Option<String>,
+    ) {
         let Ok(c) = self.get(id) else { return };
         let oom = self.runtime.oom_killed(id);
         let (me, id2) = (self.clone(), id.to_string());
@@ -512,7 +532,7 @@ impl Containers {
             r.oom_killed = oom;
             r.pid = None;
             r.exit_code = code;
-            r.finished_at = Some(record::now());
+            r.finished_at = Some(finished_at.unwrap_or_else(record::now));
             if let Some(e) = error {
                 r.error = e;
             }

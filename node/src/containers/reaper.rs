@@ -1,7 +1,8 @@
-//! The daemon reaps its containers: it is their parent (the runtime helper builds them as
-//! its siblings) and a child subreaper, so their exit statuses come to it on SIGCHLD.
-//! Exits are handed to whoever watches the pid; an exit that comes before anyone watches
-//! (a container that fails at once) is kept for a while.
+//! Exits of containers and execs, by pid, to whoever watches them. The runtime helpers
+//! are their parents and push their exits (`deliver`); the daemon is also a child
+//! subreaper, so that if its own helper dies, the helper's children pass to the daemon and
+//! their exits come here on SIGCHLD. An exit that comes before anyone watches (a container
+//! that fails at once) is kept for a while.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -11,8 +12,8 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 use tokio::sync::oneshot;
 
-/// Exits nobody has asked about yet are dropped after this long: they were libcontainer's
-/// short-lived intermediate processes.
+/// Exits nobody has asked about yet are dropped after this long: the processes of a
+/// previous daemon (its execs), or of runs whose start failed.
 const KEEP_UNCLAIMED: Duration = Duration::from_secs(60);
 
 #[derive(Default)]
@@ -24,7 +25,9 @@ pub struct Reaper {
 #[derive(Default)]
 struct State {
     waiters: HashMap<i32, oneshot::Sender<i32>>,
-    early: HashMap<i32, (i32, Instant)>,
+    /// By pid: the container it ran in, if known, the code, and when it came. The container
+    /// tells a kept exit from that of a later process given the same pid.
+    early: HashMap<i32, (Option<String>, i32, Instant)>,
 }
 
 impl Reaper {
@@ -55,11 +58,13 @@ impl Reaper {
                 Ok(WaitStatus::StillAlive) | Err(_) => return,
                 Ok(_) => continue,
             };
-            self.deliver(pid, code);
+            self.deliver(pid, None, code);
         }
     }
 
-    fn deliver(&self, pid: i32, code: i32) {
+    /// The exit of `pid`, which ran in container `container` if known (a helper says; an
+    /// orphan the daemon reaped itself does not).
+    pub(super) fn deliver(&self, pid: i32, container: Option<String>, code: i32) {
         let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
         match s.waiters.remove(&pid) {
             Some(tx) => {
@@ -68,21 +73,22 @@ impl Reaper {
             None => {
                 let now = Instant::now();
                 s.early
-                    .retain(|_, (_, at)| now.duration_since(*at) < KEEP_UNCLAIMED);
-                s.early.insert(pid, (code, now));
+                    .retain(|_, (_, _, at)| now.duration_since(*at) < KEEP_UNCLAIMED);
+                s.early.insert(pid, (container, code, now));
             }
         }
     }
 
-    /// The exit code of `pid` (128+signal if killed), when it comes.
-    pub fn watch(&self, pid: i32) -> oneshot::Receiver<i32> {
+    /// The exit code of `pid`, a process of container `container` (128+signal if killed),
+    /// when it comes.
+    pub fn watch(&self, pid: i32, container: &str) -> oneshot::Receiver<i32> {
         let (tx, rx) = oneshot::channel();
         let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
         match s.early.remove(&pid) {
-            Some((code, _)) => {
+            Some((c, code, _)) if c.as_deref().is_none_or(|c| c == container) => {
                 let _ = tx.send(code);
             }
-            None => {
+            _ => {
                 s.waiters.insert(pid, tx);
             }
         }
