@@ -59,11 +59,9 @@ pub async fn run(config: DaemonConfig) -> anyhow::Result<()> {
         crate::VERSION
     );
 
-    let swarm = Arc::new(
-        Swarm::open(&config.data_root)
-            .await
-            .context("starting this node's swarm membership")?,
-    );
+    let swarm = Swarm::open(&config.data_root)
+        .await
+        .context("starting this node's swarm membership")?;
 
     let socket = config.socket.clone();
     if let Some(parent) = socket.parent() {

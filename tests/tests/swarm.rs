@@ -348,3 +348,72 @@ fn a_swarm_that_lost_quorum_is_recovered_with_force_new_cluster() {
         .count();
     assert_eq!(gone, 2, "the lost managers show unreachable");
 }
+
+#[test]
+fn promote_demote_and_remove_nodes() {
+    let swarm = Swarm::start("swrole", 3);
+    swarm.init();
+    swarm.join(2, "worker", 1);
+    swarm.join(3, "worker", 1);
+    let id2 = eventually("node 2 known", Duration::from_secs(20), || {
+        swarm.id_of(1, 2)
+    });
+    let id3 = eventually("node 3 known", Duration::from_secs(20), || {
+        swarm.id_of(1, 3)
+    });
+
+    // The last manager cannot be demoted.
+    let id1 = swarm.id_of(1, 1).expect("node 1");
+    let out = swarm.node(1).covey(&["node", "demote", &id1]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("last manager"));
+
+    // Promoted, node 2 gets a manager's certificate, joins Raft and serves the API.
+    swarm.node(1).covey_ok(&["node", "promote", &id2]);
+    eventually("node 2 managing", Duration::from_secs(40), || {
+        let nodes = swarm.nodes(2)?;
+        let managers = nodes
+            .iter()
+            .filter(|n| n["ManagerStatus"].is_object())
+            .count();
+        (managers == 2).then_some(())
+    });
+    assert!(
+        swarm.write(2, 3, "via=two"),
+        "a write through the promoted manager"
+    );
+
+    // Demote the leader itself: node 2 carries on alone.
+    swarm.node(2).covey_ok(&["node", "demote", &id1]);
+    eventually(
+        "node 1 a worker, node 2 leading",
+        Duration::from_secs(60),
+        || {
+            let out = swarm.node(1).covey(&["node", "ls"]);
+            (!out.status.success() && swarm.leader(2) == Some(2)).then_some(())
+        },
+    );
+    let nodes = swarm.nodes(2).expect("nodes");
+    let managers = nodes
+        .iter()
+        .filter(|n| n["ManagerStatus"].is_object())
+        .count();
+    assert_eq!(managers, 1, "{nodes:?}");
+    assert!(swarm.write(2, 3, "after=demotion"));
+
+    // A manager is not removed; a worker that is up needs --force; one that left, not.
+    let out = swarm.node(2).covey(&["node", "rm", &id2]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("must be demoted"));
+    let out = swarm.node(2).covey(&["node", "rm", &id3]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is not down"));
+    swarm.node(3).covey_ok(&["swarm", "leave"]);
+    eventually("node 3 down", Duration::from_secs(30), || {
+        swarm
+            .nodes(2)?
+            .iter()
+            .any(|n| n["ID"] == id3.as_str() && n["Status"]["State"] == "down")
+            .then_some(())
+    });
+    swarm.node(2).covey_ok(&["node", "rm", &id3]);
+    let left = swarm.nodes(2).expect("nodes");
+    assert!(!left.iter().any(|n| n["ID"] == id3.as_str()));
+}

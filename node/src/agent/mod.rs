@@ -1,10 +1,12 @@
 //! The agent: what every node runs once in a swarm. For now it reports to the leader's
 //! dispatcher on the cluster's period, following the leader and failing over to another
-//! manager when its own goes; running tasks comes with services.
+//! manager when its own goes, and passes on what the dispatcher says; running tasks
+//! comes with services.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
+
+use tokio::sync::mpsc;
 
 use crate::manager::ca::Role;
 use crate::manager::objects::NodeDescription;
@@ -13,23 +15,29 @@ use crate::transport::Transport;
 
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Told of every change to the list of managers, to keep it on disk.
-pub type OnManagers = Arc<dyn Fn(Vec<String>) + Send + Sync>;
+/// What the agent learns from the dispatcher, for the node to act on.
+#[derive(Debug)]
+pub enum Report {
+    /// The managers' addresses changed.
+    Managers(Vec<String>),
+    /// A heartbeat was taken; the node should have this role.
+    DesiredRole(Role),
+}
 
 pub fn start(
     transport: Transport,
     description: NodeDescription,
     managers: Vec<String>,
-    on_managers: OnManagers,
+    reports: mpsc::Sender<Report>,
 ) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(heartbeats(transport, description, managers, on_managers))
+    tokio::spawn(heartbeats(transport, description, managers, reports))
 }
 
 async fn heartbeats(
     transport: Transport,
     description: NodeDescription,
     mut managers: Vec<String>,
-    on_managers: OnManagers,
+    reports: mpsc::Sender<Report>,
 ) {
     let mut leader: Option<String> = None;
     let mut period = Duration::from_secs(5);
@@ -80,15 +88,16 @@ async fn heartbeats(
                 Response::Heartbeat {
                     period_secs,
                     managers: list,
-                    ..
+                    desired_role,
                 } => {
                     reported = true;
                     leader = Some(target);
                     period = Duration::from_secs(period_secs.max(1));
                     if !list.is_empty() && list != managers {
                         managers = list;
-                        on_managers(managers.clone());
+                        let _ = reports.try_send(Report::Managers(managers.clone()));
                     }
+                    let _ = reports.try_send(Report::DesiredRole(desired_role));
                 }
                 Response::NotLeader { leader: Some(l) } if redirects < 3 => {
                     redirects += 1;

@@ -110,12 +110,10 @@ pub async fn update(
                 )))
             }
         };
-        if role != node.spec.desired_role {
-            return Err(ApiError::new(
-                StatusCode::NOT_IMPLEMENTED,
-                "changing a node's role (promote, demote) is not supported by covey yet",
-            ));
+        if role == Role::Worker && node.spec.desired_role == Role::Manager {
+            check_demotion(&manager, &node)?;
         }
+        node.spec.desired_role = role;
     }
     if let Some(labels) = spec.labels {
         node.spec.labels = labels;
@@ -124,6 +122,39 @@ pub async fn update(
         node.spec.name = name;
     }
     manager.store.propose(vec![Action::update(&node)?]).await?;
+    Ok(())
+}
+
+/// Swarm's checks before a demotion: never the last manager, never below quorum.
+fn check_demotion(manager: &Manager, node: &Node) -> Result<()> {
+    let managers = manager
+        .store
+        .list::<Node>()?
+        .iter()
+        .filter(|n| n.spec.desired_role == Role::Manager)
+        .count();
+    if managers <= 1 {
+        return Err(ApiError::bad_request(
+            "attempting to demote the last manager of the swarm",
+        ));
+    }
+    let status = manager.raft.status();
+    let Some(ms) = &node.manager_status else {
+        return Ok(());
+    };
+    let voters = status.voters.len();
+    let reachable = status
+        .voters
+        .iter()
+        .filter(|v| **v != ms.raft_id && !status.unreachable.contains(v))
+        .count();
+    if status.voters.contains(&ms.raft_id) && reachable < (voters - 1) / 2 + 1 {
+        return Err(ApiError::bad_request(format!(
+            "can't demote node {}: the swarm would lose quorum ({reachable} of {} remaining managers reachable)",
+            node.id,
+            voters - 1
+        )));
+    }
     Ok(())
 }
 

@@ -15,24 +15,25 @@ use crate::transport::{BoxFuture, Handler, Peer};
 /// Serves the transport for whichever manager runs now: connections outlive a manager
 /// restarted in place (`--force-new-cluster`, promotion).
 pub struct ManagerHandler {
-    current: std::sync::RwLock<Arc<Manager>>,
+    current: std::sync::RwLock<Option<Arc<Manager>>>,
 }
 
 impl ManagerHandler {
     pub fn new(manager: Arc<Manager>) -> Self {
         ManagerHandler {
-            current: std::sync::RwLock::new(manager),
+            current: std::sync::RwLock::new(Some(manager)),
         }
     }
 
-    pub fn replace(&self, manager: Arc<Manager>) {
+    /// Serve another manager from now on, or none (the node was demoted).
+    pub fn replace(&self, manager: Option<Arc<Manager>>) {
         if let Ok(mut current) = self.current.write() {
             *current = manager;
         }
     }
 
     fn manager(&self) -> Option<Arc<Manager>> {
-        self.current.read().ok().map(|m| m.clone())
+        self.current.read().ok().and_then(|m| m.clone())
     }
 }
 
@@ -54,7 +55,7 @@ impl Handler for ManagerHandler {
         let manager = self.manager();
         Box::pin(async move {
             let response = match (manager, serde_json::from_slice::<Request>(&body)) {
-                (None, _) => refuse(ErrorKind::Unavailable, "the manager is restarting"),
+                (None, _) => refuse(ErrorKind::Unavailable, "this node is no longer a manager"),
                 (Some(manager), Ok(request)) => manager.serve(peer, request).await,
                 (_, Err(e)) => refuse(ErrorKind::Internal, format!("unreadable request: {e}")),
             };
@@ -126,10 +127,7 @@ impl Manager {
                     Err(e) => e.into(),
                 }
             }
-            Request::Renew { csr } => match self.sign(&csr, &cert.node_id, cert.role) {
-                Ok(cert_pem) => Response::Renewed { cert_pem },
-                Err(r) => r,
-            },
+            Request::Renew { csr } => self.renew(&csr, &cert.node_id).await,
             Request::Forward(forward) => {
                 if cert.role != Role::Manager {
                     return refuse(
@@ -169,6 +167,29 @@ impl Manager {
             .map_err(Response::from)?
             .sign_csr(&csr, node_id, role, &self.cluster_id, validity)
             .map_err(|e| refuse(ErrorKind::Conflict, e.to_string()))
+    }
+
+    /// A node's new certificate carries the role the store says it should have.
+    async fn renew(&self, csr: &str, node_id: &str) -> Response {
+        let node = match self.store.get::<Node>(node_id) {
+            Ok(Some(node)) => node,
+            Ok(None) => {
+                return refuse(
+                    ErrorKind::NotFound,
+                    format!("node {node_id} is not in the swarm"),
+                )
+            }
+            Err(e) => return e.into(),
+        };
+        let role = node.spec.desired_role;
+        match self.sign(csr, node_id, role) {
+            Ok(cert_pem) => Response::Renewed {
+                cert_pem,
+                role,
+                members: self.raft.members().unwrap_or_default(),
+            },
+            Err(r) => r,
+        }
     }
 
     /// A node asks in: the token names its role; it gets an id and a certificate, and a

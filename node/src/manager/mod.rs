@@ -4,6 +4,7 @@
 //! - [`objects`]: the typed objects the store holds.
 //! - [`ca`]: the cluster's root CA, node certificates and join tokens.
 //! - [`dispatcher`]: heartbeats from every node, on the leader.
+//! - `role_manager`: Raft membership following promotions and demotions, on the leader.
 //! - [`rpc`] and `handler`: what nodes ask of managers over the transport, and who may.
 
 pub mod ca;
@@ -12,6 +13,7 @@ mod handler;
 mod network;
 pub mod objects;
 pub mod raft;
+mod role_manager;
 pub mod rpc;
 pub mod store;
 
@@ -78,6 +80,9 @@ impl Manager {
         let d = dispatcher.clone();
         let status = raft.watch_status();
         tasks.push(tokio::spawn(async move { d.run(status).await }));
+        let roles = role_manager::RoleManager::new(store.clone(), raft.clone());
+        let status = raft.watch_status();
+        tasks.push(tokio::spawn(async move { roles.run(status).await }));
         if config.bootstrap || config.force_new_cluster {
             raft.campaign().await;
         }

@@ -40,8 +40,12 @@ pub enum Response {
         /// The role the node's certificate should have (promotion, demotion).
         desired_role: Role,
     },
+    /// A new certificate, for the role the node should have now (which changes it on
+    /// promotion and demotion).
     Renewed {
         cert_pem: String,
+        role: Role,
+        members: Vec<Member>,
     },
     Done,
     /// Only the leader takes heartbeats: ask it instead.

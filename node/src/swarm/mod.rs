@@ -3,6 +3,7 @@
 
 mod addr;
 mod describe;
+mod roles;
 mod state;
 #[cfg(test)]
 mod tests;
@@ -46,6 +47,8 @@ pub struct Swarm {
     paths: Arc<Paths>,
     /// One membership change at a time; held across init, join and leave.
     active: Mutex<Option<Active>>,
+    /// The agent's reports, to the task that acts on them (`roles`).
+    reports: tokio::sync::mpsc::Sender<crate::agent::Report>,
 }
 
 pub struct InitOptions {
@@ -69,11 +72,15 @@ const JOIN_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl Swarm {
     /// Opens what is on disk and, if the node is in a swarm, starts its parts.
-    pub async fn open(data_root: &std::path::Path) -> anyhow::Result<Swarm> {
-        let swarm = Swarm {
+    pub async fn open(data_root: &std::path::Path) -> anyhow::Result<Arc<Swarm>> {
+        // Reports come every heartbeat; a few queued are plenty.
+        let (reports, receiver) = tokio::sync::mpsc::channel(16);
+        let swarm = Arc::new(Swarm {
             paths: Arc::new(Paths::new(data_root)),
             active: Mutex::new(None),
-        };
+            reports,
+        });
+        tokio::spawn(roles::act_on_reports(Arc::downgrade(&swarm), receiver));
         if let Some(state) = swarm.paths.load()? {
             let active = swarm.resume(state, false).await?;
             *swarm.active.lock().await = Some(active);
@@ -165,7 +172,7 @@ impl Swarm {
         })
         .await?;
         match &active.handler {
-            Some(handler) => handler.replace(manager.clone()),
+            Some(handler) => handler.replace(Some(manager.clone())),
             None => {
                 let handler = Arc::new(ManagerHandler::new(manager.clone()));
                 active.transport.serve(handler.clone());
@@ -181,20 +188,11 @@ impl Swarm {
         state: &SwarmState,
         transport: &Transport,
     ) -> tokio::task::JoinHandle<()> {
-        let paths = self.paths.clone();
-        let saved = state.clone();
-        let on_managers = Arc::new(move |managers: Vec<String>| {
-            let mut state = saved.clone();
-            state.managers = managers;
-            if let Err(e) = paths.save(&state) {
-                tracing::warn!("saving the list of managers: {e:#}");
-            }
-        });
         crate::agent::start(
             transport.clone(),
             describe(),
             state.managers.clone(),
-            on_managers,
+            self.reports.clone(),
         )
     }
 

@@ -67,6 +67,7 @@ pub struct NodeCertificate {
     pub node_id: String,
     pub role: Role,
     pub cluster_id: String,
+    pub not_before: SystemTime,
     pub not_after: SystemTime,
 }
 
@@ -244,16 +245,36 @@ impl NodeCertificate {
             Error::InvalidCertificate(format!("organizational unit {ou:?} is not a swarm role"))
         })?;
         let cluster_id = single(subject.iter_organization(), "organization")?;
-        let not_after = u64::try_from(cert.validity().not_after.timestamp())
-            .ok()
-            .and_then(|secs| SystemTime::UNIX_EPOCH.checked_add(Duration::from_secs(secs)))
-            .ok_or_else(|| Error::InvalidCertificate("expiry out of range".into()))?;
+        let time = |t: x509_parser::time::ASN1Time| {
+            u64::try_from(t.timestamp())
+                .ok()
+                .and_then(|secs| SystemTime::UNIX_EPOCH.checked_add(Duration::from_secs(secs)))
+                .ok_or_else(|| Error::InvalidCertificate("validity out of range".into()))
+        };
         Ok(NodeCertificate {
             node_id,
             role,
             cluster_id,
-            not_after,
+            not_before: time(cert.validity().not_before)?,
+            not_after: time(cert.validity().not_after)?,
         })
+    }
+
+    /// The first certificate of a PEM chain.
+    pub fn from_pem(pem: &str) -> Result<NodeCertificate> {
+        let (_, block) = x509_parser::pem::parse_x509_pem(pem.as_bytes())
+            .map_err(|e| Error::InvalidCertificate(e.to_string()))?;
+        NodeCertificate::parse(&block.contents)
+    }
+
+    /// Time to renew: past two thirds of its life, as swarmkit renews.
+    pub fn needs_renewal(&self, now: SystemTime) -> bool {
+        let life = self
+            .not_after
+            .duration_since(self.not_before)
+            .unwrap_or_default();
+        let renew_at = self.not_before + life * 2 / 3;
+        now >= renew_at
     }
 }
 

@@ -1,0 +1,173 @@
+//! Acting on what the agent hears: keeping the list of managers, renewing the node's
+//! certificate before it expires, and changing role when promoted or demoted.
+
+use std::sync::Weak;
+use std::time::{Duration, SystemTime};
+
+use anyhow::{bail, Context};
+use base64::Engine as _;
+use tokio::sync::mpsc;
+
+use super::{Active, Swarm};
+use crate::agent::Report;
+use crate::manager::ca::{self, NodeCertificate, Role, RootCa};
+use crate::manager::raft::{raft_id, Forward, Member};
+use crate::manager::rpc::{Request, Response};
+use crate::transport::tls;
+
+const CALL_TIMEOUT: Duration = Duration::from_secs(20);
+
+pub async fn act_on_reports(swarm: Weak<Swarm>, mut reports: mpsc::Receiver<Report>) {
+    while let Some(report) = reports.recv().await {
+        let Some(swarm) = swarm.upgrade() else {
+            return;
+        };
+        let mut active = swarm.active.lock().await;
+        let Some(current) = active.as_mut() else {
+            continue;
+        };
+        let result = match report {
+            Report::Managers(managers) => {
+                current.state.managers = managers;
+                swarm.paths.save(&current.state)
+            }
+            Report::DesiredRole(role) => swarm.follow(current, role).await,
+        };
+        if let Err(e) = result {
+            tracing::warn!("{e:#}");
+        }
+    }
+}
+
+impl Swarm {
+    /// Renews the certificate when it is due or the role must change, then takes on
+    /// the role it now carries.
+    async fn follow(&self, active: &mut Active, desired: Role) -> anyhow::Result<()> {
+        let (cert_pem, _, _) = self.paths.load_certs()?;
+        let cert = NodeCertificate::from_pem(&cert_pem)?;
+        if desired == active.state.role && !cert.needs_renewal(SystemTime::now()) {
+            // A promotion whose request to join Raft got lost: ask again (adding a
+            // member twice changes nothing).
+            let orphaned = active.manager.as_ref().is_some_and(|m| {
+                m.raft.status().leader == 0
+                    && m.raft.members().map(|m| m.is_empty()).unwrap_or(true)
+            });
+            if orphaned {
+                return self.ask_to_join(active).await;
+            }
+            return Ok(());
+        }
+        let (role, members) = self.renew(active).await?;
+        match (active.state.role, role) {
+            (Role::Worker, Role::Manager) => self.promote(active, members).await,
+            (Role::Manager, Role::Worker) => self.demote(active).await,
+            _ => Ok(()),
+        }
+    }
+
+    /// A new certificate from a manager, for the role the swarm says this node has.
+    async fn renew(&self, active: &mut Active) -> anyhow::Result<(Role, Vec<Member>)> {
+        let (key_pem, csr) = ca::new_csr()?;
+        let body = serde_json::to_vec(&Request::Renew {
+            csr: base64::engine::general_purpose::STANDARD.encode(csr),
+        })?;
+        let mut last = None;
+        for addr in &active.state.managers {
+            let Ok(addr) = addr.parse() else { continue };
+            let reply = active
+                .transport
+                .call(
+                    addr,
+                    Role::Manager.server_name(),
+                    body.clone(),
+                    CALL_TIMEOUT,
+                )
+                .await;
+            match reply.map(|b| serde_json::from_slice::<Response>(&b)) {
+                Ok(Ok(Response::Renewed {
+                    cert_pem,
+                    role,
+                    members,
+                })) => {
+                    let (_, _, ca_pem) = self.paths.load_certs()?;
+                    self.paths.save_certs(&cert_pem, &key_pem, &ca_pem)?;
+                    let root = RootCa::from_pem(&ca_pem, None)?;
+                    let identity = tls::Identity::from_pem(&cert_pem, &key_pem)?;
+                    active
+                        .transport
+                        .set_client_config(tls::client_config(root.cert_der(), Some(&identity))?);
+                    let server = match role {
+                        Role::Manager => Some(tls::server_config(root.cert_der(), &identity)?),
+                        Role::Worker => None,
+                    };
+                    active.transport.set_server_config(server);
+                    tracing::info!(%role, "certificate renewed");
+                    return Ok((role, members));
+                }
+                Ok(Ok(Response::Error { message, .. })) => last = Some(message),
+                Ok(Ok(other)) => last = Some(format!("unexpected answer {other:?}")),
+                Ok(Err(e)) => last = Some(e.to_string()),
+                Err(e) => last = Some(e.to_string()),
+            }
+        }
+        bail!(
+            "renewing the certificate: {}",
+            last.unwrap_or_else(|| "no manager known".into())
+        )
+    }
+
+    /// Promoted: start Raft here and ask the leader to add this manager.
+    async fn promote(&self, active: &mut Active, members: Vec<Member>) -> anyhow::Result<()> {
+        active.state.role = Role::Manager;
+        self.paths.save(&active.state)?;
+        self.start_manager(active, members, false, false).await?;
+        self.ask_to_join(active).await
+    }
+
+    async fn ask_to_join(&self, active: &Active) -> anyhow::Result<()> {
+        let member = Member {
+            raft_id: raft_id(&active.state.node_id),
+            node_id: active.state.node_id.clone(),
+            addr: active.state.advertise_addr.clone(),
+        };
+        let body = serde_json::to_vec(&Request::Forward(Forward::AddMember(member)))?;
+        for addr in &active.state.managers {
+            let Ok(addr) = addr.parse() else { continue };
+            let reply = active
+                .transport
+                .call(
+                    addr,
+                    Role::Manager.server_name(),
+                    body.clone(),
+                    CALL_TIMEOUT,
+                )
+                .await;
+            if let Ok(Ok(Response::Done)) = reply.map(|b| serde_json::from_slice::<Response>(&b)) {
+                tracing::info!("promoted: this node is now a manager");
+                return Ok(());
+            }
+        }
+        bail!(
+            "promoted, but no manager added this node to raft yet; retrying on the next heartbeat"
+        )
+    }
+
+    /// Demoted: stop the manager and drop its copy of the cluster's state.
+    async fn demote(&self, active: &mut Active) -> anyhow::Result<()> {
+        if let Some(manager) = active.manager.take() {
+            manager.stop();
+        }
+        if let Some(handler) = &active.handler {
+            handler.replace(None);
+        }
+        if let Some(db) = active.db.take() {
+            let _ = db.flush_async().await;
+        }
+        active.state.role = Role::Worker;
+        self.paths.save(&active.state)?;
+        let db = self.paths.db();
+        std::fs::remove_dir_all(&db).with_context(|| format!("removing {}", db.display()))?;
+        tracing::info!("demoted: this node is now a worker");
+        Ok(())
+    }
+}
