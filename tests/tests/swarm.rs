@@ -34,13 +34,17 @@ impl Swarm {
 
     /// Node 1 makes the swarm (with a 1 s heartbeat, so Down comes fast).
     fn init(&self) {
+        self.init_with_heartbeat("1s");
+    }
+
+    fn init_with_heartbeat(&self, period: &str) {
         self.node(1).covey_ok(&[
             "swarm",
             "init",
             "--advertise-addr",
             &self.addr(1),
             "--dispatcher-heartbeat",
-            "1s",
+            period,
         ]);
     }
 
@@ -101,10 +105,16 @@ impl Swarm {
         let Some(id) = self.id_of(via, on) else {
             return false;
         };
-        self.node(via)
-            .covey(&["node", "update", "--label-add", label, &id])
-            .status
-            .success()
+        let out = self
+            .node(via)
+            .covey(&["node", "update", "--label-add", label, &id]);
+        if !out.status.success() {
+            eprintln!(
+                "write {label} through node {via} failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        out.status.success()
     }
 
     fn id_of(&self, via: usize, on: usize) -> Option<String> {
@@ -129,34 +139,46 @@ fn eventually<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Optio
 
 #[test]
 fn three_managers_and_a_worker_join_elect_and_survive_a_lost_leader() {
-    let swarm = Swarm::start("swm3", 4);
-    swarm.init();
-    swarm.join(2, "manager", 1);
-    swarm.join(3, "manager", 2);
-    swarm.join(4, "worker", 1);
+    lose_the_leader("swm3", 3);
+}
 
-    let nodes = eventually("4 ready nodes", Duration::from_secs(30), || {
+#[test]
+fn five_managers_and_a_worker_survive_a_lost_leader() {
+    lose_the_leader("swm5", 5);
+}
+
+/// `managers` managers (each joining through the previous one) and one worker.
+fn lose_the_leader(prefix: &str, managers: usize) {
+    let worker = managers + 1;
+    let swarm = Swarm::start(prefix, worker);
+    swarm.init();
+    for i in 2..=managers {
+        swarm.join(i, "manager", i - 1);
+    }
+    swarm.join(worker, "worker", 1);
+
+    let nodes = eventually("every node ready", Duration::from_secs(40), || {
         let nodes = swarm.nodes(1)?;
         let ready = nodes
             .iter()
             .filter(|n| n["Status"]["State"] == "ready")
             .count();
-        (ready == 4).then_some(nodes)
+        (ready == worker).then_some(nodes)
     });
-    let managers = nodes
+    let count = nodes
         .iter()
         .filter(|n| n["ManagerStatus"].is_object())
         .count();
-    assert_eq!(managers, 3);
+    assert_eq!(count, managers);
     let table = swarm.node(2).covey_ok(&["node", "ls"]);
     assert!(
         table.contains("MANAGER STATUS") && table.contains("Leader"),
         "{table}"
     );
-    assert_eq!(table.matches("Reachable").count(), 2, "{table}");
+    assert_eq!(table.matches("Reachable").count(), managers - 1, "{table}");
 
     // A worker has no control plane.
-    let refused = swarm.node(4).covey(&["node", "ls"]);
+    let refused = swarm.node(worker).covey(&["node", "ls"]);
     assert!(!refused.status.success());
     assert!(String::from_utf8_lossy(&refused.stderr).contains("not a swarm manager"));
 
@@ -164,12 +186,12 @@ fn three_managers_and_a_worker_join_elect_and_survive_a_lost_leader() {
     let leader = swarm.leader(1).expect("a leader");
     let mut swarm = swarm;
     swarm.daemons[leader - 1].crash();
-    let survivor = (1..=3).find(|i| *i != leader).expect("a survivor");
+    let survivor = (1..=managers).find(|i| *i != leader).expect("a survivor");
     let new_leader = eventually("a new leader", Duration::from_secs(40), || {
         swarm.leader(survivor).filter(|l| *l != leader)
     });
     assert!(
-        swarm.write(new_leader, 4, "after=kill"),
+        swarm.write(new_leader, worker, "after=kill"),
         "a write after the leader was lost"
     );
     eventually(
@@ -198,7 +220,7 @@ fn three_managers_and_a_worker_join_elect_and_survive_a_lost_leader() {
                 .then_some(())
         },
     );
-    let leaders: Vec<usize> = (1..=3).filter_map(|i| swarm.leader(i)).collect();
+    let leaders: Vec<usize> = (1..=managers).filter_map(|i| swarm.leader(i)).collect();
     assert!(
         leaders.windows(2).all(|w| w[0] == w[1]),
         "managers disagree on the leader: {leaders:?}"
@@ -255,7 +277,8 @@ fn tokens_are_checked_and_rotation_retires_the_old_one() {
 #[test]
 fn a_minority_commits_nothing_and_lossy_links_still_commit() {
     let swarm = Swarm::start("swpart", 3);
-    swarm.init();
+    // Swarm's default period: a node is Down after about 16 s without a heartbeat.
+    swarm.init_with_heartbeat("5s");
     swarm.join(2, "manager", 1);
     swarm.join(3, "manager", 1);
     eventually("3 ready managers", Duration::from_secs(30), || {
@@ -303,6 +326,31 @@ fn a_minority_commits_nothing_and_lossy_links_still_commit() {
     assert!(
         committed >= 9,
         "only {committed} of 10 writes committed at 30% loss"
+    );
+
+    // And with 300 ms of delay each way on top: still commits, and no node goes Down.
+    let mut swarm = swarm;
+    swarm
+        .net
+        .set_delay(Duration::from_millis(300))
+        .expect("delay");
+    let mut committed = 0;
+    for n in 0..10 {
+        let via = swarm.leader(1).or_else(|| swarm.leader(2)).unwrap_or(1);
+        if swarm.write(via, 1, &format!("slow{n}=1")) {
+            committed += 1;
+        }
+    }
+    assert!(
+        committed >= 9,
+        "only {committed} of 10 writes committed at 30% loss and 300 ms"
+    );
+    let nodes = eventually("a view of the nodes", Duration::from_secs(30), || {
+        swarm.nodes(1)
+    });
+    assert!(
+        nodes.iter().all(|n| n["Status"]["State"] == "ready"),
+        "a node was marked down on a slow link: {nodes:?}"
     );
 }
 

@@ -126,6 +126,18 @@ impl Manager {
         .unwrap_or(false)
     }
 
+    /// Waits until this manager has applied the cluster and knows a leader: a new
+    /// manager is ready to serve once caught up.
+    pub async fn wait_caught_up(&self, timeout: std::time::Duration) -> bool {
+        tokio::time::timeout(timeout, async {
+            while self.cluster().is_err() || self.raft.status().leader == 0 {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        })
+        .await
+        .is_ok()
+    }
+
     pub fn stop(&self) {
         for task in &self.tasks {
             task.abort();

@@ -48,16 +48,16 @@ impl RoleManager {
             let id = raft_id(&node.id);
             let member = members.iter().find(|m| m.raft_id == id);
             match (node.spec.desired_role, member) {
-                (Role::Manager, Some(member)) => {
-                    if node.role != Role::Manager || node.manager_status.is_none() {
-                        node.role = Role::Manager;
-                        node.manager_status = Some(ManagerStatus {
-                            raft_id: id,
-                            addr: member.addr.clone(),
-                        });
-                        self.store.propose(vec![Action::update(&node)?]).await?;
-                        tracing::info!(node = %node.id, "node is now a manager");
-                    }
+                (Role::Manager, Some(member))
+                    if node.role != Role::Manager || node.manager_status.is_none() =>
+                {
+                    node.role = Role::Manager;
+                    node.manager_status = Some(ManagerStatus {
+                        raft_id: id,
+                        addr: member.addr.clone(),
+                    });
+                    self.store.propose(vec![Action::update(&node)?]).await?;
+                    tracing::info!(node = %node.id, "node is now a manager");
                 }
                 (Role::Worker, Some(_)) => {
                     let voters = status.voters.len();

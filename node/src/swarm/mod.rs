@@ -396,8 +396,15 @@ impl Swarm {
             handler: None,
         };
         if joined.role == Role::Manager {
-            self.start_manager(&mut started, joined.members, false, false)
+            let manager = self
+                .start_manager(&mut started, joined.members, false, false)
                 .await?;
+            // As with Swarm, a manager has joined once it serves: caught up with the log.
+            if !manager.wait_caught_up(JOIN_TIMEOUT).await {
+                tracing::warn!(
+                    "joined, but not caught up with the swarm's state after {JOIN_TIMEOUT:?}"
+                );
+            }
         }
         tracing::info!(node = %started.state.node_id, role = %started.state.role, "joined swarm {}", started.state.cluster_id);
         *active = Some(started);

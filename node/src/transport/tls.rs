@@ -106,6 +106,10 @@ pub fn transport_config() -> Arc<quinn::TransportConfig> {
     transport.max_concurrent_bidi_streams(quinn::VarInt::from_u32(MAX_BIDI_STREAMS));
     transport.max_concurrent_uni_streams(quinn::VarInt::from_u32(MAX_UNI_STREAMS));
     transport.datagram_receive_buffer_size(None);
+    // Loss-based congestion control (Cubic, NewReno) reads a lossy radio link as
+    // congestion and shrinks to two packets a round trip, starving Raft's heartbeats;
+    // BBR paces by measured bandwidth and round trip, which loss leaves alone.
+    transport.congestion_controller_factory(Arc::new(quinn::congestion::BbrConfig::default()));
     Arc::new(transport)
 }
 
