@@ -207,6 +207,20 @@ fn lose_the_leader(prefix: &str, managers: usize) {
         },
     );
 
+    // The worker's heartbeats failed over to the new leader.
+    eventually(
+        "the worker ready under the new leader",
+        Duration::from_secs(30),
+        || {
+            let addr = swarm.addr(worker);
+            swarm
+                .nodes(new_leader)?
+                .iter()
+                .any(|n| n["Status"]["Addr"] == addr.as_str() && n["Status"]["State"] == "ready")
+                .then_some(())
+        },
+    );
+
     // It comes back from its own disk, follows, and catches up.
     swarm.daemons[leader - 1].restart().expect("restarting");
     eventually(

@@ -13,7 +13,11 @@ use crate::manager::objects::NodeDescription;
 use crate::manager::rpc::{Request, Response};
 use crate::transport::Transport;
 
-const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long one heartbeat may take: twice the period, so a dead manager is given up on
+/// well within the dispatcher's grace of three periods, and at least 2 s for slow links.
+fn call_timeout(period: Duration) -> Duration {
+    (period * 2).clamp(Duration::from_secs(2), Duration::from_secs(10))
+}
 
 /// What the agent learns from the dispatcher, for the node to act on.
 #[derive(Debug)]
@@ -70,7 +74,7 @@ async fn heartbeats(
                     addr,
                     Role::Manager.server_name(),
                     body.clone(),
-                    CALL_TIMEOUT,
+                    call_timeout(period),
                 )
                 .await;
             let reply = match reply.map(|b| serde_json::from_slice::<Response>(&b)) {
