@@ -30,6 +30,16 @@ impl Dispatcher {
         }
     }
 
+    /// Whether `node_id` reported within the last two periods (known on the leader only).
+    pub fn recently_seen(&self, node_id: &str) -> bool {
+        let window = self.period() * 2;
+        self.seen
+            .lock()
+            .ok()
+            .and_then(|s| s.get(node_id).copied())
+            .is_some_and(|t| t.elapsed() < window)
+    }
+
     /// The cluster's heartbeat period.
     pub fn period(&self) -> Duration {
         let secs = self

@@ -87,10 +87,15 @@ impl Manager {
                     csr,
                     description,
                     advertise_addr,
-                } => self
-                    .join(&token, &csr, description, &advertise_addr, peer)
-                    .await
-                    .unwrap_or_else(|r| r),
+                    node_id,
+                } => match node_id {
+                    Some(id) => self.rejoin(&token, &csr, &id, peer).await,
+                    None => {
+                        self.join(&token, &csr, description, &advertise_addr, peer)
+                            .await
+                    }
+                }
+                .unwrap_or_else(|r| r),
                 _ => refuse(
                     ErrorKind::Conflict,
                     "this call needs a node certificate: join the swarm first",
@@ -194,14 +199,8 @@ impl Manager {
 
     /// A node asks in: the token names its role; it gets an id and a certificate, and a
     /// manager becomes a Raft member.
-    async fn join(
-        &self,
-        token: &str,
-        csr: &str,
-        description: super::objects::NodeDescription,
-        advertise_addr: &str,
-        peer: Peer,
-    ) -> Result<Response, Response> {
+    /// The role a presented token grants, if it is one of the swarm's.
+    fn token_role(&self, token: &str, peer: &Peer) -> Result<Role, Response> {
         let cluster = self.cluster().map_err(Response::from)?;
         let presented: JoinToken = token
             .parse()
@@ -216,7 +215,7 @@ impl Manager {
                 cluster.join_tokens.manager.parse::<JoinToken>(),
             ),
         ];
-        let role = tokens
+        tokens
             .into_iter()
             .find_map(|(role, t)| t.ok().filter(|t| t.matches(&presented)).map(|_| role))
             .ok_or_else(|| {
@@ -225,7 +224,69 @@ impl Manager {
                     ErrorKind::Conflict,
                     "invalid join token: it does not match this swarm's tokens (was it rotated?)",
                 )
+            })
+    }
+
+    /// A node back after its certificate expired: a new one for its own id, if the token
+    /// grants its role and the node is not up (so a token cannot take over a live node).
+    async fn rejoin(
+        &self,
+        token: &str,
+        csr: &str,
+        node_id: &str,
+        peer: Peer,
+    ) -> Result<Response, Response> {
+        let role = self.token_role(token, &peer)?;
+        let node = self
+            .store
+            .get::<Node>(node_id)
+            .map_err(Response::from)?
+            .ok_or_else(|| {
+                refuse(
+                    ErrorKind::NotFound,
+                    format!(
+                        "node {node_id} is no longer in the swarm: leave, then join as a new node"
+                    ),
+                )
             })?;
+        if node.spec.desired_role != role {
+            return Err(refuse(
+                ErrorKind::Conflict,
+                format!(
+                    "node {node_id} is a {}: rejoin with the {} token",
+                    node.spec.desired_role, node.spec.desired_role
+                ),
+            ));
+        }
+        if self.dispatcher.recently_seen(node_id) {
+            return Err(refuse(
+                ErrorKind::Conflict,
+                format!("node {node_id} is up: it cannot be rejoined under its id"),
+            ));
+        }
+        let cert_pem = self.sign(csr, node_id, role)?;
+        let cluster = self.cluster().map_err(Response::from)?;
+        tracing::info!(node = %node_id, %role, from = %peer.addr, "node rejoined");
+        Ok(Response::Joined(Box::new(Joined {
+            cluster_id: self.cluster_id.clone(),
+            node_id: node_id.to_string(),
+            role,
+            cert_pem,
+            ca_pem: cluster.ca_cert_pem,
+            members: self.raft.members().map_err(Response::from)?,
+        })))
+    }
+
+    async fn join(
+        &self,
+        token: &str,
+        csr: &str,
+        description: super::objects::NodeDescription,
+        advertise_addr: &str,
+        peer: Peer,
+    ) -> Result<Response, Response> {
+        let cluster = self.cluster().map_err(Response::from)?;
+        let role = self.token_role(token, &peer)?;
         let node_id = super::ca::new_id();
         let cert_pem = self.sign(csr, &node_id, role)?;
         let manager_status = match role {

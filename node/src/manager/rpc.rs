@@ -19,6 +19,10 @@ pub enum Request {
         description: NodeDescription,
         /// Where managers reach the node (used when it joins as a manager).
         advertise_addr: String,
+        /// Set by a node whose certificate expired while it was away: it rejoins under
+        /// its own id, keeping its state.
+        #[serde(default)]
+        node_id: Option<String>,
     },
     /// Every node, on the cluster's heartbeat period, to the leader's dispatcher.
     Heartbeat { description: NodeDescription },

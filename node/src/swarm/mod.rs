@@ -312,15 +312,21 @@ impl Swarm {
     /// `swarm join`: a certificate from a manager, whose CA the token pins.
     pub async fn join(&self, options: JoinOptions) -> anyhow::Result<()> {
         let mut active = self.active.lock().await;
-        if active.is_some() {
-            bail!(ALREADY_IN_SWARM);
-        }
         let token: JoinToken = options.token.trim().parse()?;
         let remote = options
             .remote_addrs
             .first()
             .context("swarm join needs the address of a manager")?;
         let remote = addr::parse_remote(remote)?;
+        if let Some(current) = active.as_ref() {
+            // Only a node whose certificate expired while it was away joins again.
+            let (cert_pem, _, _) = self.paths.load_certs()?;
+            let cert = ca::NodeCertificate::from_pem(&cert_pem)?;
+            if std::time::SystemTime::now() < cert.not_after {
+                bail!(ALREADY_IN_SWARM);
+            }
+            return self.rejoin(current, &token, remote).await;
+        }
         let listen = addr::parse_listen(options.listen_addr.as_deref().unwrap_or("0.0.0.0:2377"))?;
         let advertise = addr::advertise(options.advertise_addr.as_deref(), listen, Some(remote))?;
         let (key_pem, csr) = ca::new_csr()?;
@@ -332,6 +338,7 @@ impl Swarm {
             csr: base64::engine::general_purpose::STANDARD.encode(csr),
             description: describe(),
             advertise_addr: advertise.clone(),
+            node_id: None,
         };
         let answer = async {
             let (reply, _chain) = transport

@@ -10,7 +10,7 @@ use tokio::sync::mpsc;
 
 use super::{Active, Swarm};
 use crate::agent::Report;
-use crate::manager::ca::{self, NodeCertificate, Role, RootCa};
+use crate::manager::ca::{self, JoinToken, NodeCertificate, Role, RootCa};
 use crate::manager::raft::{raft_id, Forward, Member};
 use crate::manager::rpc::{Request, Response};
 use crate::transport::tls;
@@ -89,18 +89,7 @@ impl Swarm {
                     role,
                     members,
                 })) => {
-                    let (_, _, ca_pem) = self.paths.load_certs()?;
-                    self.paths.save_certs(&cert_pem, &key_pem, &ca_pem)?;
-                    let root = RootCa::from_pem(&ca_pem, None)?;
-                    let identity = tls::Identity::from_pem(&cert_pem, &key_pem)?;
-                    active
-                        .transport
-                        .set_client_config(tls::client_config(root.cert_der(), Some(&identity))?);
-                    let server = match role {
-                        Role::Manager => Some(tls::server_config(root.cert_der(), &identity)?),
-                        Role::Worker => None,
-                    };
-                    active.transport.set_server_config(server);
+                    self.install_certificate(active, &cert_pem, &key_pem, role)?;
                     tracing::info!(%role, "certificate renewed");
                     return Ok((role, members));
                 }
@@ -114,6 +103,76 @@ impl Swarm {
             "renewing the certificate: {}",
             last.unwrap_or_else(|| "no manager known".into())
         )
+    }
+
+    /// Keeps a new certificate and uses it from now on, as client and, on a manager, as
+    /// server.
+    pub(super) fn install_certificate(
+        &self,
+        active: &Active,
+        cert_pem: &str,
+        key_pem: &str,
+        role: Role,
+    ) -> anyhow::Result<()> {
+        let (_, _, ca_pem) = self.paths.load_certs()?;
+        self.paths.save_certs(cert_pem, key_pem, &ca_pem)?;
+        let root = RootCa::from_pem(&ca_pem, None)?;
+        let identity = tls::Identity::from_pem(cert_pem, key_pem)?;
+        active
+            .transport
+            .set_client_config(tls::client_config(root.cert_der(), Some(&identity))?);
+        let server = match role {
+            Role::Manager => Some(tls::server_config(root.cert_der(), &identity)?),
+            Role::Worker => None,
+        };
+        active.transport.set_server_config(server);
+        Ok(())
+    }
+
+    /// `swarm join` on a node whose certificate expired while it was away: a new one
+    /// for its own id, with the token; its state stays.
+    pub(super) async fn rejoin(
+        &self,
+        active: &Active,
+        token: &JoinToken,
+        remote: std::net::SocketAddr,
+    ) -> anyhow::Result<()> {
+        let (_, _, ca_pem) = self.paths.load_certs()?;
+        if RootCa::from_pem(&ca_pem, None)?.digest().as_bytes() != token.ca_digest().as_bytes() {
+            bail!(
+                "this token is for another swarm than the one this node belongs to: leave it first"
+            );
+        }
+        let (key_pem, csr) = ca::new_csr()?;
+        let request = Request::Join {
+            token: token.to_string(),
+            csr: base64::engine::general_purpose::STANDARD.encode(csr),
+            description: super::describe(),
+            advertise_addr: active.state.advertise_addr.clone(),
+            node_id: Some(active.state.node_id.clone()),
+        };
+        let (reply, _) = active
+            .transport
+            .call_once(
+                remote,
+                tls::join_client_config(token.ca_digest())?,
+                Role::Manager.server_name(),
+                serde_json::to_vec(&request)?,
+                CALL_TIMEOUT,
+            )
+            .await
+            .with_context(|| format!("reaching the manager at {remote}"))?;
+        match serde_json::from_slice::<Response>(&reply)
+            .context("an unreadable answer from the manager")?
+        {
+            Response::Joined(joined) => {
+                self.install_certificate(active, &joined.cert_pem, &key_pem, joined.role)?;
+                tracing::info!(node = %active.state.node_id, "rejoined the swarm with a new certificate");
+                Ok(())
+            }
+            Response::Error { message, .. } => bail!("{message}"),
+            other => bail!("the manager answered {other:?}"),
+        }
     }
 
     /// Promoted: start Raft here and ask the leader to add this manager.

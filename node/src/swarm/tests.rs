@@ -72,6 +72,7 @@ async fn calls_are_checked_against_the_callers_certificate() {
         csr: base64::engine::general_purpose::STANDARD.encode(csr),
         description: super::describe(),
         advertise_addr: String::new(),
+        node_id: None,
     };
     let joined = match call(&anonymous, addr, &join).await {
         Response::Joined(joined) => joined,
@@ -135,7 +136,94 @@ async fn calls_are_checked_against_the_callers_certificate() {
         csr: base64::engine::general_purpose::STANDARD.encode(csr),
         description: super::describe(),
         advertise_addr: String::new(),
+        node_id: None,
     };
     refused(call(&anonymous, addr, &join).await, "invalid join token");
     swarm.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_whose_certificate_expired_rejoins_under_its_id() {
+    let manager_dir = tempfile::tempdir().expect("tempdir");
+    let manager_swarm = Swarm::open(manager_dir.path()).await.expect("open");
+    manager_swarm
+        .init(InitOptions {
+            listen_addr: Some("127.0.0.1:0".into()),
+            advertise_addr: None,
+            force_new_cluster: false,
+            spec: Some(crate::manager::objects::ClusterSpec {
+                heartbeat_period_secs: 1,
+                ..Default::default()
+            }),
+        })
+        .await
+        .expect("init");
+    let manager = manager_swarm.manager().await.expect("a manager");
+    let addr = manager_swarm
+        .with_active(|a| a.and_then(|a| a.transport.local_addr().ok()))
+        .await
+        .expect("bound");
+    let cluster = manager.cluster().expect("cluster");
+    let join = || super::JoinOptions {
+        token: cluster.join_tokens.worker.clone(),
+        remote_addrs: vec![addr.to_string()],
+        listen_addr: Some("127.0.0.1:0".into()),
+        advertise_addr: None,
+    };
+
+    let worker_dir = tempfile::tempdir().expect("tempdir");
+    let worker = Swarm::open(worker_dir.path()).await.expect("open");
+    worker.join(join()).await.expect("join");
+    let node_id = worker
+        .with_active(|a| a.map(|a| a.state.node_id.clone()))
+        .await
+        .expect("joined");
+    // A node whose certificate is valid is in the swarm already.
+    let again = worker.join(join()).await.expect_err("a second join");
+    assert!(
+        again.to_string().contains("already part of a swarm"),
+        "{again}"
+    );
+
+    // Away while its certificate lapsed: a one-second one, as if it had been off for months.
+    worker.shutdown().await;
+    let root = manager.ca().expect("ca");
+    let short = root
+        .issue(
+            &node_id,
+            Role::Worker,
+            &manager.cluster_id,
+            Duration::from_secs(1),
+        )
+        .expect("issue");
+    super::Paths::new(worker_dir.path())
+        .save_certs(&short.cert_pem, &short.key_pem, &root.cert_pem())
+        .expect("saving");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let worker = Swarm::open(worker_dir.path()).await.expect("reopen");
+    // Its heartbeats are refused now: an expired certificate does not pass TLS.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        !manager.dispatcher.recently_seen(&node_id),
+        "an expired certificate was accepted"
+    );
+
+    worker.join(join()).await.expect("rejoin with the token");
+    let same = worker
+        .with_active(|a| a.map(|a| a.state.node_id.clone()))
+        .await
+        .expect("still in the swarm");
+    assert_eq!(same, node_id, "the node keeps its id");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !manager.dispatcher.recently_seen(&node_id) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no heartbeat after rejoining"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let node: Node = manager.store.get(&node_id).expect("get").expect("the node");
+    assert_eq!(node.status.state, NodeState::Ready);
+    worker.shutdown().await;
+    manager_swarm.shutdown().await;
 }
