@@ -479,3 +479,70 @@ fn promote_demote_and_remove_nodes() {
     let left = swarm.nodes(2).expect("nodes");
     assert!(!left.iter().any(|n| n["ID"] == id3.as_str()));
 }
+
+#[test]
+fn the_docker_cli_drives_a_swarm() {
+    let swarm = Swarm::start("swdock", 2);
+    let manager = swarm.node(1);
+    let ok = |d: &Daemon, args: &[&str]| -> String {
+        let out = d.docker(args);
+        assert!(
+            out.status.success(),
+            "docker {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let init = ok(
+        manager,
+        &["swarm", "init", "--advertise-addr", &swarm.addr(1)],
+    );
+    assert!(init.contains("Swarm initialized: current node ("), "{init}");
+    let token = ok(manager, &["swarm", "join-token", "-q", "worker"]);
+    ok(
+        swarm.node(2),
+        &["swarm", "join", "--token", token.trim(), &swarm.addr(1)],
+    );
+    let info = ok(
+        swarm.node(2),
+        &[
+            "info",
+            "--format",
+            "{{.Swarm.LocalNodeState}} {{.Swarm.ControlAvailable}}",
+        ],
+    );
+    assert_eq!(info.trim(), "active false");
+    let ls = eventually("two ready nodes", Duration::from_secs(20), || {
+        let ls = ok(manager, &["node", "ls"]);
+        (ls.matches("Ready").count() == 2).then_some(ls)
+    });
+    assert!(ls.contains("Leader") && ls.contains(" *"), "{ls}");
+    let worker = swarm.id_of(1, 2).expect("the worker's id");
+    ok(
+        manager,
+        &[
+            "node",
+            "update",
+            "--availability",
+            "drain",
+            "--label-add",
+            "zone=a",
+            &worker,
+        ],
+    );
+    let spec = ok(
+        manager,
+        &[
+            "node",
+            "inspect",
+            &worker,
+            "--format",
+            "{{.Spec.Availability}} {{.Spec.Labels.zone}}",
+        ],
+    );
+    assert_eq!(spec.trim(), "drain a");
+    let out = manager.docker(&["swarm", "leave"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Use `--force`"));
+    let out = swarm.node(2).docker(&["node", "ls"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a swarm manager"));
+}
