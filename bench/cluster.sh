@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# The cluster issue's figures, covey against Docker Swarm in the same run (as root):
+# a 3-manager + 1-worker swarm of each, one network namespace per node; store commit
+# latency and throughput on a clean link and at 100 ms delay / 10% loss; leader kill to
+# new leader; idle RSS of a manager and a worker; idle disk writes per hour.
+# The measuring is tests/benches/cluster.rs (it reuses the test harness's network); it
+# removes everything it started, failure or not.
+# usage: bench/cluster.sh   (env: BENCH_WRITES=100 BENCH_THROUGHPUT_SECS=10
+#        BENCH_FAILOVER_TRIALS=3 BENCH_IDLE_SETTLE=30 BENCH_IDLE_WINDOW=60)
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
+
+"$ROOT/scripts/install-deps" >/dev/null
+cd "$ROOT"
+# Release, so that the figures are a deployed daemon's.
+cargo build -q --release -p covey
+COVEY_BIN=$TARGET/release/covey cargo bench -q -p covey-tests --bench cluster
