@@ -829,7 +829,7 @@ impl Node {
     /// SIGKILL, as a crash or a power cut: for Docker both dockerd and its containerd.
     fn kill(&mut self) {
         match self {
-            Node::Covey(d) => d.kill(),
+            Node::Covey(d) => d.crash(),
             Node::Docker(d) => d.kill(),
         }
     }

@@ -148,11 +148,16 @@ impl Manager {
         }
     }
 
+    /// Sorted: nodes keep the list on disk only when it changes, and a map's order would
+    /// change it on every heartbeat.
     fn manager_addrs(&self) -> Vec<String> {
-        self.raft
+        let mut addrs: Vec<String> = self
+            .raft
             .members()
             .map(|m| m.into_iter().map(|m| m.addr).collect())
-            .unwrap_or_default()
+            .unwrap_or_default();
+        addrs.sort();
+        addrs
     }
 
     fn sign(&self, csr_b64: &str, node_id: &str, role: Role) -> Result<String, Response> {

@@ -155,6 +155,8 @@ impl Swarm {
                     .path(&path)
                     // sled's own periodic flush; Raft syncs what must be durable itself.
                     .flush_every_ms(Some(5000))
+                    // The cluster's state is small; sled's default cache is 1 GiB.
+                    .cache_capacity(8 << 20)
                     .open()
                     .with_context(|| format!("opening {}", path.display()))?;
                 active.db = Some(db.clone());

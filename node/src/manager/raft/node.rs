@@ -411,11 +411,14 @@ impl Node {
             }
             self.peers.clear();
         }
-        self.apply(ready.take_committed_entries())?;
+        // Entries, then the hard state (whose commit index may cover them), then what is
+        // applied: on disk the applied index never passes the commit index, nor the commit
+        // index the log, which raft-rs would refuse to start from.
         self.log.append(ready.entries()).map_err(raft_err)?;
         if let Some(hs) = ready.hs() {
             self.log.set_hard_state(hs).map_err(raft_err)?;
         }
+        self.apply(ready.take_committed_entries())?;
         if ready.must_sync() {
             self.log.sync().map_err(raft_err)?;
         }

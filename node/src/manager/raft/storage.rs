@@ -229,7 +229,14 @@ impl LogStore {
 
 impl raft::Storage for LogStore {
     fn initial_state(&self) -> raft::Result<RaftState> {
-        Ok(RaftState::new(self.hard_state()?, self.conf_state()?))
+        let mut hs = self.hard_state()?;
+        // After a crash, sled may have kept an apply whose commit index it lost: what was
+        // applied was committed, and is in the log, so the commit index is at least that.
+        let applied = self.machine.applied().map_err(store_err)?;
+        if applied > hs.commit && applied <= self.last_index_inner()? {
+            hs.commit = applied;
+        }
+        Ok(RaftState::new(hs, self.conf_state()?))
     }
 
     fn entries(
@@ -345,5 +352,13 @@ mod tests {
         let snap = log.snapshot(3, 0).expect("snapshot");
         assert_eq!(snap.get_metadata().index, 3);
         assert_eq!(snap.get_metadata().get_conf_state().voters, vec![7]);
+
+        // A crash kept an apply but lost its commit index: the commit index catches up
+        // with what was applied, never past the log.
+        log.set_commit(2).expect("commit");
+        machine.set_applied(4).expect("applied");
+        assert_eq!(log.initial_state().expect("state").hard_state.commit, 4);
+        machine.set_applied(9).expect("applied");
+        assert_eq!(log.initial_state().expect("state").hard_state.commit, 2);
     }
 }
