@@ -20,6 +20,19 @@ pub struct Node {
     pub swarm: Arc<Swarm>,
 }
 
+/// glibc's allocator, tuned for a daemon that runs for months on a small board: at most
+/// two arenas (one per thread would keep each thread's freed memory), and large blocks
+/// (sled's write buffers) always given back to the system when freed; glibc's default
+/// raises that threshold after the first such free, and the buffers then stay resident.
+/// Called before any thread exists.
+pub fn tune_allocator() {
+    // SAFETY: mallopt only sets allocator parameters, and no other thread runs yet.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024);
+    }
+}
+
 pub async fn run(config: DaemonConfig) -> anyhow::Result<()> {
     for dir in [&config.data_root, &config.exec_root] {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;

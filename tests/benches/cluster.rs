@@ -177,6 +177,7 @@ struct Figures {
     failover_ms: Option<f64>,
     /// Idle RSS in MB: the leader, the larger of the two followers, the worker.
     rss_mb: [Option<f64>; 3],
+    pss_mb: [Option<f64>; 3],
     /// Idle disk writes in bytes an hour, same order.
     disk_per_hour: [Option<f64>; 3],
     /// Why the figures stop where they do.
@@ -475,6 +476,9 @@ fn kill_leader(cl: &mut Cluster) -> anyhow::Result<(usize, f64)> {
 /// Per node, what its daemon's process tree used while idle.
 struct NodeIdle {
     rss_kb: u64,
+    /// Proportional set size: shared pages (the binary, mapped by the daemon and its
+    /// runtime helper alike) counted once across the processes that share them.
+    pss_kb: u64,
     processes: usize,
     write_bytes: u64,
     /// Each process's share of `write_bytes`, by name.
@@ -524,9 +528,10 @@ fn idle(cfg: &Config, clusters: Vec<(&Cluster, &mut Figures)>) {
             let mut by_process = node.by_process.clone();
             by_process.sort();
             println!(
-                "{name} n{i} ({role}): RSS {:.1} MB in {} processes; disk writes {} \
-                 ({} in {} s: {}), of which its log file grew {}",
+                "{name} n{i} ({role}): RSS {:.1} MB (PSS {:.1} MB) in {} processes; disk \
+                 writes {} ({} in {} s: {}), of which its log file grew {}",
                 node.rss_kb as f64 / 1024.0,
+                node.pss_kb as f64 / 1024.0,
                 node.processes,
                 fmt_bytes_per_hour(Some(node.write_bytes as f64 * per_hour)),
                 fmt_bytes(node.write_bytes as f64),
@@ -553,6 +558,7 @@ fn idle(cfg: &Config, clusters: Vec<(&Cluster, &mut Figures)>) {
             ]
         };
         f.rss_mb = pick(&|n| n.rss_kb as f64 / 1024.0);
+        f.pss_mb = pick(&|n| n.pss_kb as f64 / 1024.0);
         f.disk_per_hour = pick(&|n| n.write_bytes as f64 * per_hour);
     }
 }
@@ -572,6 +578,7 @@ fn idle_of(before: &Sample, after: &Sample) -> NodeIdle {
         .collect();
     NodeIdle {
         rss_kb: before.rss_kb,
+        pss_kb: before.pss_kb,
         processes: before.write_bytes.len(),
         write_bytes: by_process.iter().map(|(_, b)| b).sum(),
         by_process,
@@ -582,6 +589,7 @@ fn idle_of(before: &Sample, after: &Sample) -> NodeIdle {
 /// A node's daemon process tree at one moment.
 struct Sample {
     rss_kb: u64,
+    pss_kb: u64,
     write_bytes: HashMap<i32, u64>,
     /// What each process runs: its command line's first two words.
     names: HashMap<i32, String>,
@@ -875,6 +883,10 @@ impl Node {
         let pids = process_tree(&self.roots());
         Sample {
             rss_kb: pids.iter().filter_map(|&p| rss_kb(p)).sum(),
+            pss_kb: pids
+                .iter()
+                .filter_map(|&p| proc_field(p, "smaps_rollup", "Pss:"))
+                .sum(),
             write_bytes: pids
                 .iter()
                 .filter_map(|&p| Some((p, write_bytes(p)?)))
@@ -1391,6 +1403,14 @@ fn print_table(cfg: &Config, f: &[Figures; 2]) {
     }
     for (r, role) in roles.iter().enumerate() {
         rows.push((
+            format!("idle PSS, {role}"),
+            both(&|x| x.pss_mb[r]),
+            Unit::Mb,
+            rss_goals[r],
+        ));
+    }
+    for (r, role) in roles.iter().enumerate() {
+        rows.push((
             format!("idle disk writes, {role}"),
             both(&|x| x.disk_per_hour[r]),
             Unit::BytesPerHour,
@@ -1451,6 +1471,8 @@ fn print_table(cfg: &Config, f: &[Figures; 2]) {
          - failover: SIGKILL of the leader's daemon (docker: dockerd and its containerd), then a \
          `node inspect` on a surviving manager every {poll} ms until it names another leader; \
          the killed node is restarted and rejoins between trials. Clean link.\n\
+         - idle PSS: the same trees' proportional set size, shared pages (the binary's, for \
+         covey's daemon and helper) counted once: what the node's memory actually pays.\n\
          - idle RSS: VmRSS summed over the daemon's process tree (covey: daemon and runtime \
          helper; docker: dockerd and containerd, each node its own), {settle} s after the last \
          activity. (A standalone dockerd+containerd idles at about 161 MB here.)\n\

@@ -81,6 +81,9 @@ pub fn main() -> ExitCode {
             }
         };
     }
+    if matches!(cli.command, Command::Daemon(_)) {
+        crate::daemon::tune_allocator();
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
