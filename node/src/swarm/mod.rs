@@ -43,6 +43,19 @@ pub struct Active {
     handler: Option<Arc<ManagerHandler>>,
 }
 
+impl Active {
+    fn new(state: SwarmState, transport: Transport, agent: tokio::task::JoinHandle<()>) -> Self {
+        Active {
+            state,
+            transport,
+            manager: None,
+            agent,
+            db: None,
+            handler: None,
+        }
+    }
+}
+
 pub struct Swarm {
     paths: Arc<Paths>,
     /// One membership change at a time; held across init, join and leave.
@@ -120,14 +133,7 @@ impl Swarm {
         )
         .with_context(|| format!("listening on {listen}"))?;
         let agent = self.start_agent(&state, &transport);
-        let mut active = Active {
-            state,
-            transport,
-            manager: None,
-            agent,
-            db: None,
-            handler: None,
-        };
+        let mut active = Active::new(state, transport, agent);
         if active.state.role == Role::Manager {
             self.start_manager(&mut active, Vec::new(), false, force_new_cluster)
                 .await?;
@@ -242,14 +248,7 @@ impl Swarm {
             managers: vec![advertise.clone()],
         };
         let agent = self.start_agent(&state, &transport);
-        let mut started = Active {
-            state,
-            transport,
-            manager: None,
-            agent,
-            db: None,
-            handler: None,
-        };
+        let mut started = Active::new(state, transport, agent);
         let manager = match self
             .start_manager(&mut started, Vec::new(), true, false)
             .await
@@ -396,14 +395,7 @@ impl Swarm {
         }
         self.paths.save(&state)?;
         let agent = self.start_agent(&state, &transport);
-        let mut started = Active {
-            state,
-            transport,
-            manager: None,
-            agent,
-            db: None,
-            handler: None,
-        };
+        let mut started = Active::new(state, transport, agent);
         if joined.role == Role::Manager {
             let manager = self
                 .start_manager(&mut started, joined.members, false, false)

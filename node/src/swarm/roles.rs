@@ -68,41 +68,21 @@ impl Swarm {
     /// A new certificate from a manager, for the role the swarm says this node has.
     async fn renew(&self, active: &mut Active) -> anyhow::Result<(Role, Vec<Member>)> {
         let (key_pem, csr) = ca::new_csr()?;
-        let body = serde_json::to_vec(&Request::Renew {
+        let request = Request::Renew {
             csr: base64::engine::general_purpose::STANDARD.encode(csr),
-        })?;
-        let mut last = None;
-        for addr in &active.state.managers {
-            let Ok(addr) = addr.parse() else { continue };
-            let reply = active
-                .transport
-                .call(
-                    addr,
-                    Role::Manager.server_name(),
-                    body.clone(),
-                    CALL_TIMEOUT,
-                )
-                .await;
-            match reply.map(|b| serde_json::from_slice::<Response>(&b)) {
-                Ok(Ok(Response::Renewed {
-                    cert_pem,
-                    role,
-                    members,
-                })) => {
-                    self.install_certificate(active, &cert_pem, &key_pem, role)?;
-                    tracing::info!(%role, "certificate renewed");
-                    return Ok((role, members));
-                }
-                Ok(Ok(Response::Error { message, .. })) => last = Some(message),
-                Ok(Ok(other)) => last = Some(format!("unexpected answer {other:?}")),
-                Ok(Err(e)) => last = Some(e.to_string()),
-                Err(e) => last = Some(e.to_string()),
+        };
+        match ask_managers(active, &request).await? {
+            Response::Renewed {
+                cert_pem,
+                role,
+                members,
+            } => {
+                self.install_certificate(active, &cert_pem, &key_pem, role)?;
+                tracing::info!(%role, "certificate renewed");
+                Ok((role, members))
             }
+            other => bail!("renewing the certificate: the manager answered {other:?}"),
         }
-        bail!(
-            "renewing the certificate: {}",
-            last.unwrap_or_else(|| "no manager known".into())
-        )
     }
 
     /// Keeps a new certificate and uses it from now on, as client and, on a manager, as
@@ -189,26 +169,16 @@ impl Swarm {
             node_id: active.state.node_id.clone(),
             addr: active.state.advertise_addr.clone(),
         };
-        let body = serde_json::to_vec(&Request::Forward(Forward::AddMember(member)))?;
-        for addr in &active.state.managers {
-            let Ok(addr) = addr.parse() else { continue };
-            let reply = active
-                .transport
-                .call(
-                    addr,
-                    Role::Manager.server_name(),
-                    body.clone(),
-                    CALL_TIMEOUT,
-                )
-                .await;
-            if let Ok(Ok(Response::Done)) = reply.map(|b| serde_json::from_slice::<Response>(&b)) {
+        match ask_managers(active, &Request::Forward(Forward::AddMember(member))).await {
+            Ok(Response::Done) => {
                 tracing::info!("promoted: this node is now a manager");
-                return Ok(());
+                Ok(())
             }
+            Ok(other) => bail!("promoted, but the manager answered {other:?}"),
+            Err(e) => Err(e.context(
+                "promoted, but not yet added to raft; trying again on the next heartbeat",
+            )),
         }
-        bail!(
-            "promoted, but no manager added this node to raft yet; retrying on the next heartbeat"
-        )
     }
 
     /// Demoted: stop the manager and drop its copy of the cluster's state.
@@ -229,4 +199,29 @@ impl Swarm {
         tracing::info!("demoted: this node is now a worker");
         Ok(())
     }
+}
+
+/// Asks the managers in turn until one answers other than with an error.
+async fn ask_managers(active: &Active, request: &Request) -> anyhow::Result<Response> {
+    let body = serde_json::to_vec(request)?;
+    let mut last = "no manager is known".to_string();
+    for addr in &active.state.managers {
+        let Ok(addr) = addr.parse() else { continue };
+        let reply = active
+            .transport
+            .call(
+                addr,
+                Role::Manager.server_name(),
+                body.clone(),
+                CALL_TIMEOUT,
+            )
+            .await;
+        match reply.map(|b| serde_json::from_slice::<Response>(&b)) {
+            Ok(Ok(Response::Error { message, .. })) => last = message,
+            Ok(Ok(answer)) => return Ok(answer),
+            Ok(Err(e)) => last = format!("an unreadable answer from {addr}: {e}"),
+            Err(e) => last = e.to_string(),
+        }
+    }
+    bail!("{last}")
 }

@@ -2,7 +2,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::manager::store::{Kind, Meta, Object};
+use crate::manager::store::{object, Kind, Meta};
 
 /// The cluster: one per swarm, made by `swarm init`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -51,15 +51,4 @@ pub struct JoinTokens {
     pub manager: String,
 }
 
-impl Object for Cluster {
-    const KIND: Kind = Kind::Cluster;
-    fn id(&self) -> &str {
-        &self.id
-    }
-    fn meta(&self) -> &Meta {
-        &self.meta
-    }
-    fn meta_mut(&mut self) -> &mut Meta {
-        &mut self.meta
-    }
-}
+object!(Cluster, Kind::Cluster);

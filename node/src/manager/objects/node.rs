@@ -3,7 +3,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::manager::ca::Role;
-use crate::manager::store::{Kind, Meta, Object};
+use crate::manager::store::{object, Kind, Meta};
 
 /// A node of the cluster, as swarmkit's `Node`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -112,15 +112,4 @@ pub struct ManagerStatus {
     pub addr: String,
 }
 
-impl Object for Node {
-    const KIND: Kind = Kind::Node;
-    fn id(&self) -> &str {
-        &self.id
-    }
-    fn meta(&self) -> &Meta {
-        &self.meta
-    }
-    fn meta_mut(&mut self) -> &mut Meta {
-        &mut self.meta
-    }
-}
+object!(Node, Kind::Node);

@@ -24,6 +24,7 @@ use tokio::sync::broadcast;
 pub use action::{Action, Change, Event, Op, Proposal};
 pub use error::{Error, ErrorKind};
 pub use machine::StateMachine;
+pub(crate) use object::object;
 pub use object::{now_secs, Kind, Meta, Object};
 
 /// How writes reach the store: through Raft in a cluster.

@@ -68,6 +68,25 @@ pub trait Object: Serialize + DeserializeOwned + Clone + Send + Sync + 'static {
     fn meta_mut(&mut self) -> &mut Meta;
 }
 
+/// Implements [`Object`] for a type whose `id: String` and `meta: Meta` fields say it.
+macro_rules! object {
+    ($type:ty, $kind:expr) => {
+        impl $crate::manager::store::Object for $type {
+            const KIND: $crate::manager::store::Kind = $kind;
+            fn id(&self) -> &str {
+                &self.id
+            }
+            fn meta(&self) -> &$crate::manager::store::Meta {
+                &self.meta
+            }
+            fn meta_mut(&mut self) -> &mut $crate::manager::store::Meta {
+                &mut self.meta
+            }
+        }
+    };
+}
+pub(crate) use object;
+
 /// Seconds since the epoch, for [`Meta`] timestamps.
 pub fn now_secs() -> u64 {
     SystemTime::now()

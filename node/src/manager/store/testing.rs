@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{Kind, Meta, Object};
+use super::{object, Kind, Meta};
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct Thing {
@@ -21,15 +21,4 @@ impl Thing {
     }
 }
 
-impl Object for Thing {
-    const KIND: Kind = Kind::Config;
-    fn id(&self) -> &str {
-        &self.id
-    }
-    fn meta(&self) -> &Meta {
-        &self.meta
-    }
-    fn meta_mut(&mut self) -> &mut Meta {
-        &mut self.meta
-    }
-}
+object!(Thing, Kind::Config);
