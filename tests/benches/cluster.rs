@@ -1471,8 +1471,10 @@ fn print_table(cfg: &Config, f: &[Figures; 2]) {
          - failover: SIGKILL of the leader's daemon (docker: dockerd and its containerd), then a \
          `node inspect` on a surviving manager every {poll} ms until it names another leader; \
          the killed node is restarted and rejoins between trials. Clean link.\n\
-         - idle PSS: the same trees' proportional set size, shared pages (the binary's, for \
-         covey's daemon and helper) counted once: what the node's memory actually pays.\n\
+         - idle PSS: the same trees' proportional set size: a page shared by several \
+         processes is divided among them. Here that includes the other nodes' daemons of the \
+         same engine on this machine, so it is lower than on a board running one node; RSS is \
+         the upper bound.\n\
          - idle RSS: VmRSS summed over the daemon's process tree (covey: daemon and runtime \
          helper; docker: dockerd and containerd, each node its own), {settle} s after the last \
          activity. (A standalone dockerd+containerd idles at about 161 MB here.)\n\
