@@ -284,6 +284,13 @@ impl Runtime {
 
     /// Runs the command in a created container.
     pub fn start(&self, id: &str) -> Result<(), RuntimeError> {
+        // libcontainer's start reaches the container's notify socket by chdir-ing into its
+        // state directory, and the working directory is the whole process's: two starts
+        // on two threads would connect in each other's directories.
+        static CHDIR: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _one_at_a_time = CHDIR
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         self.load(id)?.start().map_err(Self::err(id))
     }
 

@@ -790,3 +790,44 @@ fn signals_are_as_under_docker() {
     );
     node.covey_ok(&["container", "rm", "-f", "sigs"]);
 }
+
+#[test]
+fn containers_started_at_once_all_run() {
+    // libcontainer's start changes the working directory of the whole process: starts on
+    // several threads at once must not meet in each other's directories.
+    let node = node("concurrent");
+    let names: Vec<String> = (0..32).map(|i| format!("at-once-{i}")).collect();
+    let outputs: Vec<Output> = std::thread::scope(|s| {
+        let runs: Vec<_> = names
+            .iter()
+            .map(|name| {
+                let node = &node;
+                s.spawn(move || {
+                    node.covey(&[
+                        "container",
+                        "run",
+                        "-d",
+                        "--name",
+                        name,
+                        "covey-test/saved",
+                        "sleep",
+                        "60",
+                    ])
+                })
+            })
+            .collect();
+        runs.into_iter().map(|r| r.join().expect("a run")).collect()
+    });
+    for out in &outputs {
+        assert!(
+            out.status.success(),
+            "a concurrent run failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let running = ok(&node, node.covey(&["container", "ls", "-q"]));
+    assert_eq!(running.lines().count(), names.len());
+    for name in &names {
+        node.covey_ok(&["container", "rm", "-f", name]);
+    }
+}
