@@ -62,6 +62,12 @@ enum Command {
 }
 
 pub fn main() -> ExitCode {
+    // The runtime helper runs on every node for as long as containers do: it skips
+    // building the whole command line, which would touch (and keep resident) pages of
+    // the binary it never needs again.
+    if std::env::args_os().nth(1).as_deref() == Some(std::ffi::OsStr::new("runtime-helper")) {
+        return runtime_helper();
+    }
     let cli = Cli::parse();
     init_tracing(
         cli.debug,
@@ -70,16 +76,8 @@ pub fn main() -> ExitCode {
             Command::Daemon(_) | Command::RuntimeHelper { .. }
         ),
     );
-    // Before any thread exists: the helper must stay single-threaded (see the runtime's
-    // helper module).
-    if let Command::RuntimeHelper { socket_dir } = &cli.command {
-        return match covey_runtime::helper::serve(socket_dir.as_deref()) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("covey runtime helper: {e}");
-                ExitCode::FAILURE
-            }
-        };
+    if let Command::RuntimeHelper { .. } = &cli.command {
+        return runtime_helper();
     }
     if matches!(cli.command, Command::Daemon(_)) {
         crate::daemon::tune_allocator();
@@ -140,4 +138,28 @@ fn init_tracing(debug: bool, daemon: bool) {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .try_init();
+}
+
+/// `covey runtime-helper [--socket-dir DIR]`, started by the daemon. Before any thread
+/// exists: the helper must stay single-threaded (see the runtime's helper module).
+fn runtime_helper() -> ExitCode {
+    let mut args = std::env::args_os().skip(2);
+    let mut socket_dir = None;
+    while let Some(arg) = args.next() {
+        match (arg.to_str(), args.next()) {
+            (Some("--socket-dir"), Some(dir)) => socket_dir = Some(std::path::PathBuf::from(dir)),
+            _ => {
+                eprintln!("covey runtime-helper: usage: covey runtime-helper [--socket-dir DIR]");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    init_tracing(false, true);
+    match covey_runtime::helper::serve(socket_dir.as_deref()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("covey runtime helper: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
