@@ -683,10 +683,30 @@ async fn forward_input(rd: &mut (impl tokio::io::AsyncRead + Unpin), input: &Inp
     }
 }
 
+/// `/resize`'s query, for containers and execs alike.
 #[derive(Deserialize)]
 pub struct ResizeQuery {
     h: Option<u16>,
     w: Option<u16>,
+}
+
+impl ResizeQuery {
+    /// Sets the size of the terminal whose master is `master`, if there is one yet.
+    pub fn apply(
+        &self,
+        master: Option<&std::sync::Arc<std::os::fd::OwnedFd>>,
+    ) -> Result<StatusCode, ApiError> {
+        if let Some(master) = master {
+            crate::containers::resize_terminal(master, self.h.unwrap_or(24), self.w.unwrap_or(80))
+                .map_err(|e| {
+                    ApiError::new(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        format!("resizing the terminal: {e}"),
+                    )
+                })?;
+        }
+        Ok(StatusCode::OK)
+    }
 }
 
 /// `docker run -it` sends the client terminal's size.
@@ -702,15 +722,5 @@ pub async fn resize(
         )));
     }
     let target = c.stdin.borrow().clone();
-    if let Some(master) = target {
-        crate::containers::resize_terminal(&master, q.h.unwrap_or(24), q.w.unwrap_or(80)).map_err(
-            |e| {
-                ApiError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    format!("resizing the terminal: {e}"),
-                )
-            },
-        )?;
-    }
-    Ok(StatusCode::OK)
+    q.apply(target.as_ref())
 }

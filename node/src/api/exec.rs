@@ -87,16 +87,10 @@ pub async fn start(
     Ok(stream_output(live, opts, &mut req))
 }
 
-#[derive(Deserialize)]
-pub struct ResizeQuery {
-    h: Option<u16>,
-    w: Option<u16>,
-}
-
 pub async fn resize(
     State(node): State<Arc<Node>>,
     Path(id): Path<String>,
-    axum::extract::Query(q): axum::extract::Query<ResizeQuery>,
+    axum::extract::Query(q): axum::extract::Query<super::containers::ResizeQuery>,
 ) -> Result<StatusCode, ApiError> {
     let exec = node.containers.exec(&id)?;
     // The CLI resizes as soon as its start returns, which is before the terminal exists
@@ -106,17 +100,7 @@ pub async fn resize(
     } else {
         None
     };
-    if let Some(master) = target {
-        crate::containers::resize_terminal(&master, q.h.unwrap_or(24), q.w.unwrap_or(80)).map_err(
-            |e| {
-                ApiError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    format!("resizing the terminal: {e}"),
-                )
-            },
-        )?;
-    }
-    Ok(StatusCode::OK)
+    q.apply(target.as_ref())
 }
 
 pub async fn inspect(
