@@ -433,3 +433,17 @@ impl Runtime {
         }
     }
 }
+
+/// Reaps one ended child, if any, without waiting: its pid and exit code, a signal as
+/// 128 + its number, as a shell reports it. Stopped and continued children are skipped.
+pub fn reap_any() -> Option<(i32, i32)> {
+    use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+    loop {
+        match waitpid(nix::unistd::Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::Exited(pid, code)) => return Some((pid.as_raw(), code)),
+            Ok(WaitStatus::Signaled(pid, sig, _)) => return Some((pid.as_raw(), 128 + sig as i32)),
+            Ok(WaitStatus::StillAlive) | Err(_) => return None,
+            Ok(_) => continue,
+        }
+    }
+}

@@ -36,8 +36,6 @@ use nix::sys::socket::{
     AddressFamily, Backlog, ControlMessage, ControlMessageOwned, MsgFlags, SockFlag, SockType,
     UnixAddr,
 };
-use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
-use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
 
 use crate::container::{ExecSpec, Exit, Runtime, Stdio};
@@ -474,11 +472,8 @@ impl Served {
     /// Reaps every child that has ended; records and announces the exits of those it made.
     fn reap(&mut self) {
         loop {
-            let (pid, code) = match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
-                Ok(WaitStatus::Exited(pid, code)) => (pid.as_raw(), code),
-                Ok(WaitStatus::Signaled(pid, sig, _)) => (pid.as_raw(), 128 + sig as i32),
-                Ok(WaitStatus::StillAlive) | Err(_) => return,
-                Ok(_) => continue,
+            let Some((pid, code)) = crate::container::reap_any() else {
+                return;
             };
             let Some(made) = self.made.remove(&pid) else {
                 continue;

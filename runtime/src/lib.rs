@@ -27,5 +27,5 @@ pub mod spec;
 pub mod user;
 
 pub use config::{ContainerConfig, ImageDefaults, Mount, NetworkMode, Resources};
-pub use container::{ExecSpec, Exit, Runtime, State, Status, Stdio};
+pub use container::{reap_any, ExecSpec, Exit, Runtime, State, Status, Stdio};
 pub use error::RuntimeError;

@@ -114,8 +114,8 @@ async fn write(raft: &Raft, id: &str) -> Result<(), Error> {
         .await
 }
 
-/// Node 1 makes the cluster, 2 and 3 join through it.
-async fn three(wires: &Arc<Mutex<Wires>>) -> Vec<Manager> {
+/// Node 1 makes a cluster of its own and leads it.
+async fn first(wires: &Arc<Mutex<Wires>>) -> Manager {
     let first = start(wires, 1, true, Vec::new());
     first.raft.campaign().await;
     eventually("node 1 to lead", || {
@@ -127,7 +127,12 @@ async fn three(wires: &Arc<Mutex<Wires>>) -> Vec<Manager> {
         .submit(Forward::AddMember(member(1)))
         .await
         .expect("adding itself");
-    let mut managers = vec![first];
+    first
+}
+
+/// Node 1 makes the cluster, 2 and 3 join through it.
+async fn three(wires: &Arc<Mutex<Wires>>) -> Vec<Manager> {
+    let mut managers = vec![first(wires).await];
     for id in [2, 3] {
         let peers = managers[0].raft.members().expect("members");
         managers.push(start(wires, id, false, peers));
@@ -201,17 +206,7 @@ async fn three_managers_elect_commit_and_survive_losing_the_leader() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_late_member_catches_up_from_a_snapshot_and_removal_stops_it() {
     let wires = Arc::new(Mutex::new(Wires::default()));
-    let first = start(&wires, 1, true, Vec::new());
-    first.raft.campaign().await;
-    eventually("node 1 to lead", || {
-        first.raft.status().is_leader.then_some(())
-    })
-    .await;
-    first
-        .raft
-        .submit(Forward::AddMember(member(1)))
-        .await
-        .expect("self");
+    let first = first(&wires).await;
     for i in 0..40 {
         write(&first.raft, &format!("t{i}")).await.expect("write");
     }
