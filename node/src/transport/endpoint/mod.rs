@@ -366,9 +366,11 @@ impl Transport {
     }
 
     /// Runs `op` on a connection to `addr` within `timeout`: on the cached one, and if that
-    /// turns out dead, once more on a new one. A connection on which `op` timed out leaves
-    /// the cache: its peer may have restarted without a word, which QUIC would notice only
-    /// at the idle timeout, so the next call connects afresh.
+    /// turns out dead, once more on a new one. A connection on which `op` timed out and
+    /// nothing was heard leaves the cache: its peer may have restarted without a word,
+    /// which QUIC would notice only at the idle timeout, so the next call connects afresh.
+    /// One that still hears from its peer stays: the link is slow or lossy, and a new
+    /// handshake over it would cost more than the call did.
     async fn on_connection<T, F, Fut>(
         &self,
         addr: SocketAddr,
@@ -383,12 +385,12 @@ impl Transport {
         let mut used = None;
         let attempt = async {
             let (conn, cached) = self.connection(addr, server_name).await?;
-            used = Some(conn.clone());
+            used = Some((conn.clone(), received(&conn)));
             match op(conn).await {
                 Err(e) if cached && e.connection_lost() => {
                     debug!(%addr, "reconnecting: {e}");
                     let conn = self.connect(addr, server_name).await?;
-                    used = Some(conn.clone());
+                    used = Some((conn.clone(), received(&conn)));
                     op(conn).await
                 }
                 result => result,
@@ -396,7 +398,8 @@ impl Transport {
         };
         let outcome = tokio::time::timeout(timeout, attempt).await;
         outcome.unwrap_or_else(|_| {
-            if let Some(conn) = used {
+            let silent = used.filter(|(conn, before)| received(conn) == *before);
+            if let Some((conn, _)) = silent {
                 let mut client = self.client();
                 let key = (addr, server_name.to_owned());
                 if client
@@ -456,6 +459,12 @@ impl Transport {
         }
         Ok(conn)
     }
+}
+
+/// How many datagrams `conn` has received: a peer that still sends (acks, keep-alives) is
+/// alive, however slow.
+fn received(conn: &quinn::Connection) -> u64 {
+    conn.stats().udp_rx.datagrams
 }
 
 fn check_len(what: &'static str, len: usize, max: usize) -> Result<(), Error> {
