@@ -1,0 +1,344 @@
+//! A service, as swarmkit's `Service`, its spec in the Engine API's shape (`ServiceSpec`),
+//! so that what a client sends is what the store keeps and what `inspect` shows. Fields
+//! covey does not act on are kept as sent (`extra`), so nothing a client set is lost.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::manager::store::{object, Kind, Meta};
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Service {
+    pub id: String,
+    pub meta: Meta,
+    pub spec: ServiceSpec,
+    /// The spec before the last update, for `service rollback`.
+    #[serde(default)]
+    pub previous_spec: Option<ServiceSpec>,
+    /// Bumped by every spec change: tasks made from an older spec are out of date.
+    #[serde(default)]
+    pub spec_version: u64,
+}
+
+object!(Service, Kind::Service);
+
+/// Nanoseconds, as the Engine API gives durations.
+pub type Nanos = i64;
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "PascalCase")]
+pub struct ServiceSpec {
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default)]
+    pub task_template: TaskSpec,
+    #[serde(default)]
+    pub mode: ServiceMode,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// What each task of a service runs: the Engine API's `TaskSpec`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "PascalCase")]
+pub struct TaskSpec {
+    #[serde(default)]
+    pub container_spec: ContainerSpec,
+    #[serde(default)]
+    pub resources: TaskResources,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restart_policy: Option<RestartPolicy>,
+    #[serde(default)]
+    pub placement: Placement,
+    /// Changed by `service update --force` to replace tasks with an unchanged spec.
+    #[serde(default)]
+    pub force_update: u64,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub networks: Vec<NetworkAttachment>,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "PascalCase")]
+pub struct ContainerSpec {
+    #[serde(default)]
+    pub image: String,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    /// Replaces the image's entrypoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub args: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hostname: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub env: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dir: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mounts: Vec<MountSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_signal: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_grace_period: Option<Nanos>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_only: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sysctls: Option<BTreeMap<String, String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cap_add: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cap_drop: Option<Vec<String>>,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// The Engine API's `Mount` for services.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "PascalCase")]
+pub struct MountSpec {
+    #[serde(default, rename = "Type")]
+    pub kind: String,
+    #[serde(default)]
+    pub source: String,
+    #[serde(default)]
+    pub target: String,
+    #[serde(default)]
+    pub read_only: bool,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "PascalCase")]
+pub struct NetworkAttachment {
+    #[serde(default)]
+    pub target: String,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "PascalCase")]
+pub struct TaskResources {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits: Option<Limits>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reservations: Option<Reservations>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "PascalCase")]
+pub struct Limits {
+    #[serde(default, rename = "NanoCPUs")]
+    pub nano_cpus: i64,
+    #[serde(default)]
+    pub memory_bytes: i64,
+    #[serde(default)]
+    pub pids: i64,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "PascalCase")]
+pub struct Reservations {
+    #[serde(default, rename = "NanoCPUs")]
+    pub nano_cpus: i64,
+    #[serde(default)]
+    pub memory_bytes: i64,
+}
+
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum RestartCondition {
+    None,
+    OnFailure,
+    #[default]
+    Any,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "PascalCase")]
+pub struct RestartPolicy {
+    #[serde(default)]
+    pub condition: Option<RestartCondition>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delay: Option<Nanos>,
+    /// 0: no limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_attempts: Option<u64>,
+    /// 0: attempts are counted over the task's whole life.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window: Option<Nanos>,
+}
+
+/// Swarm's default restart delay.
+pub const DEFAULT_RESTART_DELAY: Nanos = 5_000_000_000;
+
+impl TaskSpec {
+    pub fn restart_condition(&self) -> RestartCondition {
+        self.restart_policy
+            .as_ref()
+            .and_then(|p| p.condition)
+            .unwrap_or_default()
+    }
+
+    pub fn restart_delay(&self) -> std::time::Duration {
+        let nanos = self
+            .restart_policy
+            .as_ref()
+            .and_then(|p| p.delay)
+            .unwrap_or(DEFAULT_RESTART_DELAY);
+        std::time::Duration::from_nanos(nanos.max(0) as u64)
+    }
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "PascalCase")]
+pub struct Placement {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub constraints: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub preferences: Vec<PlacementPreference>,
+    /// 0: no limit.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub max_replicas: u64,
+    /// The platforms the image offers; empty: any.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub platforms: Vec<Platform>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "PascalCase")]
+pub struct PlacementPreference {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spread: Option<SpreadOver>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "PascalCase")]
+pub struct SpreadOver {
+    #[serde(default)]
+    pub spread_descriptor: String,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "PascalCase")]
+pub struct Platform {
+    #[serde(default)]
+    pub architecture: String,
+    #[serde(default, rename = "OS")]
+    pub os: String,
+}
+
+/// The Engine API's `Mode`: exactly one of its members is set.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub enum ServiceMode {
+    Replicated {
+        #[serde(rename = "Replicas", default = "one")]
+        replicas: u64,
+    },
+    Global {},
+    ReplicatedJob {
+        #[serde(rename = "MaxConcurrent", default = "one")]
+        max_concurrent: u64,
+        #[serde(rename = "TotalCompletions", default)]
+        total_completions: Option<u64>,
+    },
+    GlobalJob {},
+}
+
+fn one() -> u64 {
+    1
+}
+
+impl Default for ServiceMode {
+    fn default() -> Self {
+        ServiceMode::Replicated { replicas: 1 }
+    }
+}
+
+impl ServiceMode {
+    pub fn is_job(&self) -> bool {
+        matches!(
+            self,
+            ServiceMode::ReplicatedJob { .. } | ServiceMode::GlobalJob {}
+        )
+    }
+
+    pub fn is_global(&self) -> bool {
+        matches!(self, ServiceMode::Global {} | ServiceMode::GlobalJob {})
+    }
+
+    /// As `service ls` prints it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            ServiceMode::Replicated { .. } => "replicated",
+            ServiceMode::Global {} => "global",
+            ServiceMode::ReplicatedJob { .. } => "replicated job",
+            ServiceMode::GlobalJob {} => "global job",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_spec_keeps_what_covey_does_not_read() {
+        let sent = serde_json::json!({
+            "Name": "web",
+            "TaskTemplate": {
+                "ContainerSpec": {"Image": "busybox", "Args": ["sleep", "1d"], "Init": true},
+                "RestartPolicy": {"Condition": "on-failure", "MaxAttempts": 3},
+                "Placement": {"Constraints": ["node.role==worker"]},
+                "LogDriver": {"Name": "json-file"}
+            },
+            "Mode": {"Replicated": {"Replicas": 3}},
+            "EndpointSpec": {"Mode": "vip"}
+        });
+        let spec: ServiceSpec = serde_json::from_value(sent.clone()).unwrap();
+        assert_eq!(spec.mode, ServiceMode::Replicated { replicas: 3 });
+        assert_eq!(
+            spec.task_template.restart_condition(),
+            RestartCondition::OnFailure
+        );
+        assert_eq!(spec.task_template.container_spec.extra["Init"], true);
+        let back = serde_json::to_value(&spec).unwrap();
+        assert_eq!(back["EndpointSpec"], sent["EndpointSpec"]);
+        assert_eq!(
+            back["TaskTemplate"]["LogDriver"],
+            sent["TaskTemplate"]["LogDriver"]
+        );
+        assert_eq!(back["Mode"], sent["Mode"]);
+    }
+
+    #[test]
+    fn modes_parse_as_the_engine_api_sends_them() {
+        let global: ServiceMode = serde_json::from_str(r#"{"Global":{}}"#).unwrap();
+        assert!(global.is_global());
+        let job: ServiceMode =
+            serde_json::from_str(r#"{"ReplicatedJob":{"MaxConcurrent":2,"TotalCompletions":5}}"#)
+                .unwrap();
+        assert_eq!(
+            job,
+            ServiceMode::ReplicatedJob {
+                max_concurrent: 2,
+                total_completions: Some(5)
+            }
+        );
+        assert!(serde_json::from_str::<ServiceMode>(r#"{"Sideways":{}}"#).is_err());
+    }
+}
