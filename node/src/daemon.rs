@@ -72,7 +72,11 @@ pub async fn run(config: DaemonConfig) -> anyhow::Result<()> {
         crate::VERSION
     );
 
-    let swarm = Swarm::open(&config.data_root)
+    let executor = crate::agent::executor::Executor {
+        containers: containers.clone(),
+        images: images.clone(),
+    };
+    let swarm = Swarm::open(&config.data_root, Some(executor))
         .await
         .context("starting this node's swarm membership")?;
 

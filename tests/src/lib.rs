@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 
 pub mod cluster;
+pub mod swarm;
 
 pub fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -102,6 +103,9 @@ pub struct Registry {
     pub port: u16,
     /// `user:password` when the registry requires basic auth.
     creds: Option<String>,
+    /// The network namespace it runs in (a [`cluster::Net`]'s switch), and the address
+    /// nodes reach it on there.
+    netns: Option<(String, std::net::Ipv4Addr)>,
 }
 
 impl Registry {
@@ -121,16 +125,38 @@ impl Registry {
         if let Some((creds, mode)) = auth {
             args.extend([creds, mode.as_arg()]);
         }
-        run_script(&args)?;
+        run_script(None, &args)?;
         Ok(Self {
             dir,
             port,
             creds: auth.map(|(c, _)| c.to_string()),
+            netns: None,
+        })
+    }
+
+    /// A registry in `net`'s switch namespace, which every node of the network reaches
+    /// at the switch's address on `port` (give the daemons `--insecure-registry` for
+    /// [`host`](Registry::host)).
+    pub fn start_on_port(prefix: &str, net: &cluster::Net, port: u16) -> anyhow::Result<Self> {
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("covey-{prefix}-registry-"))
+            .tempdir()?;
+        let netns = Some((net.switch_ns(), net.switch_ip()));
+        let (d, p) = (dir.path().display().to_string(), port.to_string());
+        run_script(netns.as_ref(), &["start", &d, &p])?;
+        Ok(Self {
+            dir,
+            port,
+            creds: None,
+            netns,
         })
     }
 
     pub fn host(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+        match &self.netns {
+            Some((_, ip)) => format!("{ip}:{}", self.port),
+            None => format!("127.0.0.1:{}", self.port),
+        }
     }
 
     /// Pushes the fixture layout `oci/<layout>` as `<name>:latest`; returns the reference.
@@ -152,7 +178,7 @@ impl Registry {
             args.extend(["--dest-creds", c]);
         }
         args.extend_from_slice(skopeo);
-        run_script(&args)?;
+        run_script(self.netns.as_ref(), &args)?;
         Ok(format!("{}/{reference}", self.host()))
     }
 
@@ -169,13 +195,25 @@ impl Registry {
 
 impl Drop for Registry {
     fn drop(&mut self) {
-        let _ = run_script(&["stop", &self.dir.path().display().to_string()]);
+        let _ = run_script(
+            self.netns.as_ref(),
+            &["stop", &self.dir.path().display().to_string()],
+        );
     }
 }
 
-fn run_script(args: &[&str]) -> anyhow::Result<()> {
+fn run_script(netns: Option<&(String, std::net::Ipv4Addr)>, args: &[&str]) -> anyhow::Result<()> {
     let script = workspace().join("tests/fixtures/registry");
-    let out = Command::new(&script)
+    let mut cmd = match netns {
+        // In the namespace, the script's own probes and pushes use its loopback.
+        Some((ns, _)) => {
+            let mut cmd = cluster::netns_command(ns, &script);
+            cmd.env("REGISTRY_LISTEN", "0.0.0.0");
+            cmd
+        }
+        None => Command::new(&script),
+    };
+    let out = cmd
         .args(args)
         .output()
         .with_context(|| format!("running {}", script.display()))?;

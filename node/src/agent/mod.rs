@@ -1,17 +1,27 @@
-//! The agent: what every node runs once in a swarm. For now it reports to the leader's
-//! dispatcher on the cluster's period, following the leader and failing over to another
-//! manager when its own goes, and passes on what the dispatcher says; running tasks
-//! comes with services.
+//! The agent: what every node runs once in a swarm, after swarmkit's `agent/`. It reports
+//! to the leader's dispatcher on the cluster's period, following the leader and failing
+//! over to another manager when its own goes, and passes on what the dispatcher says;
+//! and, on a node that runs tasks, it takes the node's assignments ([`worker`]), runs
+//! each task ([`executor`]) and reports their status ([`reporter`]).
+
+pub mod executor;
+mod reporter;
+pub mod worker;
 
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
 use crate::manager::ca::Role;
+use crate::manager::dispatcher::tasks::LONG_POLL;
 use crate::manager::objects::NodeDescription;
 use crate::manager::rpc::{Request, Response};
 use crate::transport::Transport;
+
+pub use worker::Worker;
 
 /// How long one heartbeat may take: twice the period, so a dead manager is given up on
 /// well within the dispatcher's grace of three periods, and at least 2 s for slow links.
@@ -28,100 +38,218 @@ pub enum Report {
     DesiredRole(Role),
 }
 
-pub fn start(
-    transport: Transport,
-    description: NodeDescription,
-    managers: Vec<String>,
-    reports: mpsc::Sender<Report>,
-) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(heartbeats(transport, description, managers, reports))
+/// When a manager last answered this node: an agent cut off from every manager acts
+/// on its own (restarts its tasks itself).
+pub struct Contact {
+    last: Mutex<Option<Instant>>,
+    period_ms: AtomicU64,
 }
 
-async fn heartbeats(
-    transport: Transport,
-    description: NodeDescription,
-    mut managers: Vec<String>,
-    reports: mpsc::Sender<Report>,
-) {
-    let mut leader: Option<String> = None;
-    let mut period = Duration::from_secs(5);
-    let body = match serde_json::to_vec(&Request::Heartbeat { description }) {
-        Ok(body) => body,
-        Err(e) => {
-            tracing::error!("agent: encoding a heartbeat: {e}");
-            return;
+impl Default for Contact {
+    fn default() -> Self {
+        Contact {
+            last: Mutex::new(None),
+            period_ms: AtomicU64::new(5000),
         }
-    };
-    loop {
-        let mut targets: Vec<String> = leader.iter().cloned().collect();
-        targets.extend(
-            managers
+    }
+}
+
+impl Contact {
+    fn touch(&self) {
+        if let Ok(mut last) = self.last.lock() {
+            *last = Some(Instant::now());
+        }
+    }
+
+    fn set_period(&self, period: Duration) {
+        self.period_ms
+            .store(period.as_millis() as u64, Ordering::Relaxed);
+    }
+
+    /// No manager answered within the dispatcher's grace (three heartbeat periods), or
+    /// none has since the agent started.
+    pub fn offline(&self) -> bool {
+        let grace = Duration::from_millis(self.period_ms.load(Ordering::Relaxed) * 3);
+        self.last
+            .lock()
+            .map(|last| last.is_none_or(|t| t.elapsed() > grace))
+            .unwrap_or(true)
+    }
+}
+
+/// The managers this node knows and which of them leads: every call the agent makes
+/// goes to the leader, and fails over to the others.
+#[derive(Clone)]
+pub struct Managers {
+    transport: Transport,
+    book: Arc<Mutex<Book>>,
+    contact: Arc<Contact>,
+}
+
+struct Book {
+    leader: Option<String>,
+    all: Vec<String>,
+}
+
+impl Managers {
+    fn new(transport: Transport, all: Vec<String>, contact: Arc<Contact>) -> Self {
+        Managers {
+            transport,
+            book: Arc::new(Mutex::new(Book { leader: None, all })),
+            contact,
+        }
+    }
+
+    fn set_all(&self, all: Vec<String>) {
+        if let Ok(mut book) = self.book.lock() {
+            book.all = all;
+        }
+    }
+
+    /// Calls the leader: the one last seen leading first, then the others, following
+    /// their redirects. Err: no manager answered.
+    pub async fn call_leader(
+        &self,
+        request: &Request,
+        timeout: Duration,
+    ) -> Result<Response, String> {
+        let body = serde_json::to_vec(request).map_err(|e| e.to_string())?;
+        let mut targets: Vec<String> = match self.book.lock() {
+            Ok(book) => book
+                .leader
                 .iter()
-                .filter(|m| Some(*m) != leader.as_ref())
-                .cloned(),
-        );
-        let mut reported = false;
+                .cloned()
+                .chain(
+                    book.all
+                        .iter()
+                        .filter(|m| Some(*m) != book.leader.as_ref())
+                        .cloned(),
+                )
+                .collect(),
+            Err(_) => return Err("agent state poisoned".into()),
+        };
         let mut redirects = 0;
         let mut i = 0;
-        while i < targets.len() && !reported {
+        let mut last_error = String::from("no manager known");
+        while i < targets.len() {
             let target = targets[i].clone();
             i += 1;
             let Ok(addr) = target.parse::<SocketAddr>() else {
                 continue;
             };
-            let reply = transport
-                .call(
-                    addr,
-                    Role::Manager.server_name(),
-                    body.clone(),
-                    call_timeout(period),
-                )
-                .await;
-            let reply = match reply.map(|b| serde_json::from_slice::<Response>(&b)) {
-                Ok(Ok(reply)) => reply,
-                Ok(Err(e)) => {
-                    tracing::debug!(manager = %target, "agent: unreadable reply: {e}");
-                    continue;
-                }
-                Err(e) => {
-                    tracing::debug!(manager = %target, "agent: heartbeat failed: {e}");
-                    continue;
-                }
-            };
+            let reply = self
+                .transport
+                .call(addr, Role::Manager.server_name(), body.clone(), timeout)
+                .await
+                .map_err(|e| e.to_string())
+                .and_then(|b| serde_json::from_slice::<Response>(&b).map_err(|e| e.to_string()));
             match reply {
-                Response::Heartbeat {
-                    period_secs,
-                    managers: list,
-                    desired_role,
-                } => {
-                    reported = true;
-                    leader = Some(target);
-                    period = Duration::from_secs(period_secs.max(1));
-                    if !list.is_empty() && list != managers {
-                        managers = list;
-                        let _ = reports.try_send(Report::Managers(managers.clone()));
-                    }
-                    let _ = reports.try_send(Report::DesiredRole(desired_role));
-                }
-                Response::NotLeader { leader: Some(l) } if redirects < 3 => {
+                Ok(Response::NotLeader { leader: Some(l) }) if redirects < 3 => {
                     redirects += 1;
                     targets.insert(i, l);
                 }
-                Response::Error { message, .. } => {
-                    tracing::warn!(manager = %target, "agent: heartbeat refused: {message}");
+                Ok(Response::NotLeader { .. }) => last_error = format!("{target}: not the leader"),
+                Ok(reply) => {
+                    self.contact.touch();
+                    if let Ok(mut book) = self.book.lock() {
+                        book.leader = Some(target);
+                    }
+                    return Ok(reply);
                 }
-                _ => {}
+                Err(e) => last_error = format!("{target}: {e}"),
             }
         }
-        if !reported {
-            leader = None;
-            tracing::debug!("agent: no manager took the heartbeat; trying again");
+        if let Ok(mut book) = self.book.lock() {
+            book.leader = None;
         }
-        let wait = if reported {
-            period
-        } else {
-            Duration::from_secs(1)
+        Err(last_error)
+    }
+}
+
+pub fn start(
+    transport: Transport,
+    description: NodeDescription,
+    managers: Vec<String>,
+    reports: mpsc::Sender<Report>,
+    worker: Option<Arc<Worker>>,
+) -> tokio::task::JoinHandle<()> {
+    let contact = worker
+        .as_ref()
+        .map(|w| w.contact.clone())
+        .unwrap_or_default();
+    let managers = Managers::new(transport, managers, contact);
+    tokio::spawn(async move {
+        let beats = heartbeats(managers.clone(), description, reports);
+        match worker {
+            Some(worker) => {
+                tokio::join!(
+                    beats,
+                    assignments(managers.clone(), worker.clone()),
+                    worker.reporter.run(managers.clone())
+                );
+            }
+            None => beats.await,
+        }
+    })
+}
+
+async fn heartbeats(
+    managers: Managers,
+    description: NodeDescription,
+    reports: mpsc::Sender<Report>,
+) {
+    let mut period = Duration::from_secs(5);
+    let request = Request::Heartbeat { description };
+    let mut known = Vec::new();
+    loop {
+        let wait = match managers.call_leader(&request, call_timeout(period)).await {
+            Ok(Response::Heartbeat {
+                period_secs,
+                managers: list,
+                desired_role,
+            }) => {
+                period = Duration::from_secs(period_secs.max(1));
+                managers.contact.set_period(period);
+                if !list.is_empty() && list != known {
+                    known = list.clone();
+                    managers.set_all(list.clone());
+                    let _ = reports.try_send(Report::Managers(list));
+                }
+                let _ = reports.try_send(Report::DesiredRole(desired_role));
+                period
+            }
+            Ok(Response::Error { message, .. }) => {
+                tracing::warn!("agent: heartbeat refused: {message}");
+                Duration::from_secs(1)
+            }
+            other => {
+                tracing::debug!("agent: no manager took the heartbeat ({other:?}); trying again");
+                Duration::from_secs(1)
+            }
         };
         tokio::time::sleep(wait).await;
+    }
+}
+
+/// Takes the node's assignments from the dispatcher, a long poll at a time.
+async fn assignments(managers: Managers, worker: Arc<Worker>) {
+    let mut known: Option<String> = None;
+    loop {
+        let request = Request::Assignments {
+            known: known.clone(),
+        };
+        match managers
+            .call_leader(&request, LONG_POLL + Duration::from_secs(10))
+            .await
+        {
+            Ok(Response::Assignments { digest, tasks }) => {
+                worker.assign(tasks);
+                known = Some(digest);
+            }
+            other => {
+                tracing::debug!("agent: assignments: {other:?}");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
     }
 }

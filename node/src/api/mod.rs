@@ -5,8 +5,10 @@
 mod containers;
 mod error;
 mod exec;
+mod filters;
 mod images;
 mod nodes;
+mod services;
 mod swarm;
 mod system;
 mod time;
@@ -71,6 +73,15 @@ pub fn app(node: Arc<Node>) -> App {
         .route("/nodes", get(nodes::list))
         .route("/nodes/{id}", get(nodes::inspect).delete(nodes::remove))
         .route("/nodes/{id}/update", post(nodes::update))
+        .route("/services", get(services::list))
+        .route("/services/create", post(services::create))
+        .route(
+            "/services/{id}",
+            get(services::inspect).delete(services::remove),
+        )
+        .route("/services/{id}/update", post(services::update))
+        .route("/tasks", get(services::tasks))
+        .route("/tasks/{id}", get(services::task))
         .fallback(error::unsupported)
         .with_state(node);
     // Versions are negotiated, not routed: strip the prefix before routing.

@@ -7,7 +7,7 @@ mod adopt;
 pub mod console;
 pub mod exec;
 pub mod logs;
-mod names;
+pub mod names;
 mod reaper;
 pub mod record;
 

@@ -113,11 +113,8 @@ impl Manager {
                 refuse(ErrorKind::Conflict, "this node is already part of a swarm")
             }
             Request::Heartbeat { description } => {
-                let status = self.raft.status();
-                if !status.is_leader {
-                    return Response::NotLeader {
-                        leader: self.raft.leader().map(|m| m.addr),
-                    };
+                if let Some(redirect) = self.unless_leader() {
+                    return redirect;
                 }
                 match self
                     .dispatcher
@@ -133,6 +130,28 @@ impl Manager {
                 }
             }
             Request::Renew { csr } => self.renew(&csr, &cert.node_id).await,
+            Request::Assignments { known } => {
+                if let Some(redirect) = self.unless_leader() {
+                    return redirect;
+                }
+                match self
+                    .dispatcher
+                    .assignments(&cert.node_id, known.as_deref())
+                    .await
+                {
+                    Ok((digest, tasks)) => Response::Assignments { digest, tasks },
+                    Err(e) => e.into(),
+                }
+            }
+            Request::TaskStatus { updates } => {
+                if let Some(redirect) = self.unless_leader() {
+                    return redirect;
+                }
+                match self.dispatcher.update_status(&cert.node_id, &updates).await {
+                    Ok(()) => Response::Done,
+                    Err(e) => e.into(),
+                }
+            }
             Request::Forward(forward) => {
                 if cert.role != Role::Manager {
                     return refuse(
@@ -146,6 +165,13 @@ impl Manager {
                 }
             }
         }
+    }
+
+    /// The dispatcher runs on the leader only: anyone else points the node at it.
+    fn unless_leader(&self) -> Option<Response> {
+        (!self.raft.status().is_leader).then(|| Response::NotLeader {
+            leader: self.raft.leader().map(|m| m.addr),
+        })
     }
 
     /// Sorted: nodes keep the list on disk only when it changes, and a map's order would

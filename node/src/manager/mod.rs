@@ -3,18 +3,24 @@
 //! - [`raft`]: Raft among managers (raft-rs), its log in sled.
 //! - [`objects`]: the typed objects the store holds.
 //! - [`ca`]: the cluster's root CA, node certificates and join tokens.
-//! - [`dispatcher`]: heartbeats from every node, on the leader.
+//! - [`dispatcher`]: heartbeats from every node, their assignments and task status, on
+//!   the leader.
+//! - [`orchestrator`] and [`scheduler`]: tasks made for each service and placed on nodes,
+//!   on the leader (`leader` runs their rounds).
 //! - `role_manager`: Raft membership following promotions and demotions, on the leader.
 //! - [`rpc`] and `handler`: what nodes ask of managers over the transport, and who may.
 
 pub mod ca;
 pub mod dispatcher;
 mod handler;
+mod leader;
 mod network;
 pub mod objects;
+pub mod orchestrator;
 pub mod raft;
 mod role_manager;
 pub mod rpc;
+pub mod scheduler;
 pub mod store;
 
 use std::sync::Arc;
@@ -24,7 +30,7 @@ use self::dispatcher::Dispatcher;
 use self::objects::Cluster;
 use self::raft::storage::LogStore;
 use self::raft::{Member, Raft, RaftConfig};
-use self::store::{Error, StateMachine, Store};
+use self::store::{Action, Error, StateMachine, Store};
 use crate::transport::Transport;
 
 pub use handler::ManagerHandler;
@@ -83,6 +89,10 @@ impl Manager {
         let roles = role_manager::RoleManager::new(store.clone(), raft.clone());
         let status = raft.watch_status();
         tasks.push(tokio::spawn(async move { roles.run(status).await }));
+        tasks.push(tokio::spawn(leader::run(
+            store.clone(),
+            raft.watch_status(),
+        )));
         if config.bootstrap || config.force_new_cluster {
             raft.campaign().await;
         }
@@ -143,6 +153,21 @@ impl Manager {
             task.abort();
         }
     }
+}
+
+/// Actions per Raft entry when a change is large (scaling to thousands of tasks): each
+/// entry stays small enough to replicate over a slow link.
+const ACTIONS_PER_ENTRY: usize = 256;
+
+/// Commits `actions` in entries of at most [`ACTIONS_PER_ENTRY`]; each entry is its own
+/// transaction.
+pub async fn propose_chunked(store: &Store, mut actions: Vec<Action>) -> Result<(), Error> {
+    while !actions.is_empty() {
+        let rest = actions.split_off(actions.len().min(ACTIONS_PER_ENTRY));
+        store.propose(actions).await?;
+        actions = rest;
+    }
+    Ok(())
 }
 
 impl Drop for Manager {

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::ca::Role;
-use super::objects::NodeDescription;
+use super::objects::{NodeDescription, Task, TaskStatus};
 use super::raft::{Forward, Member};
 use super::store::ErrorKind;
 
@@ -28,6 +28,12 @@ pub enum Request {
     Heartbeat { description: NodeDescription },
     /// A node renews its certificate before it expires.
     Renew { csr: String },
+    /// A node asks the leader's dispatcher for its tasks. Answered at once if they differ
+    /// from `known` (the digest of the set the node has), else when they change or after
+    /// a while (a long poll).
+    Assignments { known: Option<String> },
+    /// A node reports what became of its tasks.
+    TaskStatus { updates: Vec<StatusUpdate> },
     /// Managers only: a follower hands the leader a write or a membership change.
     Forward(Forward),
 }
@@ -51,6 +57,11 @@ pub enum Response {
         role: Role,
         members: Vec<Member>,
     },
+    /// Every task the node should know of, and the digest that names this set.
+    Assignments {
+        digest: String,
+        tasks: Vec<Task>,
+    },
     Done,
     /// Only the leader takes heartbeats: ask it instead.
     NotLeader {
@@ -71,4 +82,11 @@ pub struct Joined {
     pub ca_pem: String,
     /// Raft's members, so a joining manager can reach its peers before it applies a thing.
     pub members: Vec<Member>,
+}
+
+/// One task's observed status, from the node that runs it.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct StatusUpdate {
+    pub task_id: String,
+    pub status: TaskStatus,
 }

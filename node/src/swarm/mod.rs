@@ -15,6 +15,8 @@ use anyhow::{bail, Context};
 use base64::Engine as _;
 use tokio::sync::Mutex;
 
+use crate::agent::executor::Executor;
+use crate::agent::Worker;
 use crate::manager::ca::{self, JoinToken, Role, RootCa, DEFAULT_CERT_VALIDITY};
 use crate::manager::objects::{
     Availability, Cluster, ClusterSpec, JoinTokens, ManagerStatus, Node, NodeSpec, NodeState,
@@ -37,6 +39,8 @@ pub struct Active {
     pub transport: Transport,
     pub manager: Option<Arc<Manager>>,
     agent: tokio::task::JoinHandle<()>,
+    /// The node's tasks (none in tests that run no containers).
+    worker: Option<Arc<Worker>>,
     /// A manager's parts that outlive the manager restarted in place: the database
     /// (sled allows one opener) and what serves the transport.
     db: Option<sled::Db>,
@@ -44,12 +48,13 @@ pub struct Active {
 }
 
 impl Active {
-    fn new(state: SwarmState, transport: Transport, agent: tokio::task::JoinHandle<()>) -> Self {
+    fn new(state: SwarmState, transport: Transport, agent: Agent) -> Self {
         Active {
             state,
             transport,
             manager: None,
-            agent,
+            agent: agent.0,
+            worker: agent.1,
             db: None,
             handler: None,
         }
@@ -62,7 +67,12 @@ pub struct Swarm {
     active: Mutex<Option<Active>>,
     /// The agent's reports, to the task that acts on them (`roles`).
     reports: tokio::sync::mpsc::Sender<crate::agent::Report>,
+    /// What runs tasks on this node (none in tests that run no containers).
+    executor: Option<Executor>,
 }
+
+/// A started agent, and its worker if the node runs tasks.
+type Agent = (tokio::task::JoinHandle<()>, Option<Arc<Worker>>);
 
 pub struct InitOptions {
     pub listen_addr: Option<String>,
@@ -85,13 +95,17 @@ const JOIN_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl Swarm {
     /// Opens what is on disk and, if the node is in a swarm, starts its parts.
-    pub async fn open(data_root: &std::path::Path) -> anyhow::Result<Arc<Swarm>> {
+    pub async fn open(
+        data_root: &std::path::Path,
+        executor: Option<Executor>,
+    ) -> anyhow::Result<Arc<Swarm>> {
         // Reports come every heartbeat; a few queued are plenty.
         let (reports, receiver) = tokio::sync::mpsc::channel(16);
         let swarm = Arc::new(Swarm {
             paths: Arc::new(Paths::new(data_root)),
             active: Mutex::new(None),
             reports,
+            executor,
         });
         tokio::spawn(roles::act_on_reports(Arc::downgrade(&swarm), receiver));
         if let Some(state) = swarm.paths.load()? {
@@ -191,17 +205,19 @@ impl Swarm {
         Ok(manager)
     }
 
-    fn start_agent(
-        &self,
-        state: &SwarmState,
-        transport: &Transport,
-    ) -> tokio::task::JoinHandle<()> {
-        crate::agent::start(
+    fn start_agent(&self, state: &SwarmState, transport: &Transport) -> Agent {
+        let worker = self
+            .executor
+            .clone()
+            .map(|exec| Worker::start(exec, &self.paths.dir.join("worker")));
+        let agent = crate::agent::start(
             transport.clone(),
             describe(),
             state.managers.clone(),
             self.reports.clone(),
-        )
+            worker.clone(),
+        );
+        (agent, worker)
     }
 
     /// `swarm init`: a new cluster with this node its first manager.
@@ -445,6 +461,10 @@ impl Swarm {
             }
         }
         let node_id = current.state.node_id.clone();
+        // Swarm removes a node's task containers when it leaves.
+        if let Some(worker) = &current.worker {
+            worker.leave().await;
+        }
         stop(current).await;
         std::fs::remove_dir_all(&self.paths.dir)
             .with_context(|| format!("removing {}", self.paths.dir.display()))?;

@@ -93,9 +93,17 @@ pub struct ContainerSpec {
     pub read_only: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sysctls: Option<BTreeMap<String, String>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        rename = "CapabilityAdd",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub cap_add: Option<Vec<String>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        rename = "CapabilityDrop",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub cap_drop: Option<Vec<String>>,
     #[serde(flatten)]
     pub extra: Map<String, Value>,

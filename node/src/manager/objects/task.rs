@@ -23,6 +23,9 @@ pub struct Task {
     pub spec: TaskSpec,
     /// Copied from the service: the agent names containers after it.
     pub service_name: String,
+    /// Made by a job: it runs to completion, and is not restarted once complete.
+    #[serde(default)]
+    pub job: bool,
     pub desired_state: TaskState,
     pub status: TaskStatus,
 }

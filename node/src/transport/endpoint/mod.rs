@@ -461,10 +461,11 @@ impl Transport {
     }
 }
 
-/// How many datagrams `conn` has received: a peer that still sends (acks, keep-alives) is
-/// alive, however slow.
+/// How many acknowledgements `conn` has received: a peer that still acknowledges (our
+/// keep-alives, at least) is alive, however slow. Not datagrams: a restarted peer's
+/// endpoint answers the old connection with packets that never decrypt.
 fn received(conn: &quinn::Connection) -> u64 {
-    conn.stats().udp_rx.datagrams
+    conn.stats().frame_rx.acks
 }
 
 fn check_len(what: &'static str, len: usize, max: usize) -> Result<(), Error> {

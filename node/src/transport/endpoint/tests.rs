@@ -272,9 +272,13 @@ impl Relay {
             let route = route.clone();
             async move {
                 let mut buf = vec![0; 65536];
-                while let Ok((n, _)) = back.recv_from(&mut buf).await {
+                while let Ok((n, from)) = back.recv_from(&mut buf).await {
                     let client = {
                         let mut route = route.lock().unwrap();
+                        // A server swapped out is gone: nothing more of it arrives.
+                        if from != route.server {
+                            continue;
+                        }
                         match &mut route.held {
                             Some(held) => {
                                 held.push(buf[..n].to_vec());

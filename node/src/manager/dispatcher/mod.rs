@@ -1,6 +1,9 @@
 //! The dispatcher, on the leader: takes every node's heartbeats and marks a node Down
 //! when they stop, after swarmkit's. Heartbeats live in memory; only a change of a
-//! node's state or address is written, so an idle cluster writes nothing.
+//! node's state or address is written, so an idle cluster writes nothing. Its other
+//! half ([`tasks`]) hands nodes their tasks and takes back their status.
+
+pub mod tasks;
 
 use std::collections::HashMap;
 use std::net::IpAddr;

@@ -1,0 +1,478 @@
+//! `/services` and `/tasks`: create, list, inspect, update and remove services, and list
+//! their tasks, in the Engine API's shapes.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::error::ApiError;
+use super::filters::Filters;
+use super::time::rfc3339;
+use crate::daemon::Node as Daemon;
+use crate::manager::objects::{Node, Service, ServiceMode, ServiceSpec, Task, TaskState};
+use crate::manager::store::{Action, Meta};
+use crate::manager::{ca, Manager};
+
+type Result<T> = std::result::Result<T, ApiError>;
+
+async fn manager(daemon: &Daemon) -> Result<Arc<Manager>> {
+    daemon.swarm.manager().await.map_err(ApiError::swarm)
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct ListQuery {
+    filters: Option<String>,
+    status: Option<bool>,
+}
+
+pub async fn list(
+    State(daemon): State<Arc<Daemon>>,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<Vec<Value>>> {
+    let manager = manager(&daemon).await?;
+    let filters = Filters::parse(q.filters.as_deref(), &["id", "name", "label", "mode"])?;
+    let tasks = counted_tasks(&manager)?;
+    let mut services: Vec<Service> = manager
+        .store
+        .list::<Service>()?
+        .into_iter()
+        .filter(|s| {
+            filters.any("id", |v| s.id.starts_with(v))
+                && filters.any("name", |v| s.spec.name.starts_with(v))
+                && filters.any("mode", |v| {
+                    v == if s.spec.mode.is_global() {
+                        "global"
+                    } else {
+                        "replicated"
+                    }
+                })
+                && filters.labels(&s.spec.labels)
+        })
+        .collect();
+    services.sort_by(|a, b| a.spec.name.cmp(&b.spec.name));
+    let with_status = q.status.unwrap_or(false);
+    Ok(Json(
+        services
+            .iter()
+            .map(|s| service_json(s, with_status.then_some(tasks.as_slice())))
+            .collect(),
+    ))
+}
+
+/// A service by id, name or unique id prefix, as the docker CLI lets users name it.
+fn find(manager: &Manager, name: &str) -> Result<Service> {
+    let services = manager.store.list::<Service>()?;
+    if let Some(s) = services
+        .iter()
+        .find(|s| s.id == name || s.spec.name == name)
+    {
+        return Ok(s.clone());
+    }
+    let by_prefix: Vec<&Service> = services.iter().filter(|s| s.id.starts_with(name)).collect();
+    match by_prefix.as_slice() {
+        [one] => Ok((*one).clone()),
+        [] => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("service {name} not found"),
+        )),
+        _ => Err(ApiError::bad_request(format!(
+            "service {name} is ambiguous ({} matches)",
+            by_prefix.len()
+        ))),
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, rename_all = "camelCase")]
+pub struct InspectQuery {
+    insert_defaults: Option<bool>,
+}
+
+pub async fn inspect(
+    State(daemon): State<Arc<Daemon>>,
+    Path(id): Path<String>,
+    Query(_q): Query<InspectQuery>,
+) -> Result<Json<Value>> {
+    let manager = manager(&daemon).await?;
+    let service = find(&manager, &id)?;
+    let tasks = counted_tasks(&manager)?;
+    Ok(Json(service_json(&service, Some(&tasks))))
+}
+
+/// The tasks a service's status counts: not those on nodes that are Down, whose state is
+/// only what the node last said.
+fn counted_tasks(manager: &Manager) -> Result<Vec<Task>> {
+    let down: std::collections::HashSet<String> = manager
+        .store
+        .list::<Node>()?
+        .into_iter()
+        .filter(|n| n.status.state == crate::manager::objects::NodeState::Down)
+        .map(|n| n.id)
+        .collect();
+    Ok(manager
+        .store
+        .list::<Task>()?
+        .into_iter()
+        .filter(|t| !down.contains(&t.node_id))
+        .collect())
+}
+
+pub async fn create(
+    State(daemon): State<Arc<Daemon>>,
+    body: axum::body::Bytes,
+) -> Result<(StatusCode, Json<Value>)> {
+    let manager = manager(&daemon).await?;
+    let mut spec = parse_spec(&body)?;
+    if spec.name.is_empty() {
+        spec.name = generated_name(&manager)?;
+    }
+    validate(&spec)?;
+    if manager
+        .store
+        .list::<Service>()?
+        .iter()
+        .any(|s| s.spec.name == spec.name)
+    {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!("service {} already exists", spec.name),
+        ));
+    }
+    let service = Service {
+        id: ca::new_id(),
+        meta: Meta::default(),
+        spec,
+        previous_spec: None,
+        spec_version: 1,
+    };
+    manager
+        .store
+        .propose(vec![Action::create(&service)?])
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"ID": service.id, "Warnings": []})),
+    ))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct UpdateQuery {
+    version: Option<u64>,
+}
+
+pub async fn update(
+    State(daemon): State<Arc<Daemon>>,
+    Path(id): Path<String>,
+    Query(q): Query<UpdateQuery>,
+    body: axum::body::Bytes,
+) -> Result<Json<Value>> {
+    let manager = manager(&daemon).await?;
+    let mut service = find(&manager, &id)?;
+    let version = q.version.ok_or_else(|| {
+        ApiError::bad_request("invalid service version: the version parameter is required")
+    })?;
+    if version != service.meta.version {
+        return Err(ApiError::bad_request(format!(
+            "update out of sequence: service {} is at version {}, not {version}",
+            service.spec.name, service.meta.version
+        )));
+    }
+    let mut spec = parse_spec(&body)?;
+    if spec.name.is_empty() {
+        spec.name = service.spec.name.clone();
+    }
+    if spec.name != service.spec.name {
+        return Err(ApiError::bad_request("renaming services is not supported"));
+    }
+    validate(&spec)?;
+    if std::mem::discriminant(&spec.mode) != std::mem::discriminant(&service.spec.mode) {
+        return Err(ApiError::bad_request("service mode change is not allowed"));
+    }
+    // Only a change of what tasks run replaces them; scaling does not.
+    if spec.task_template != service.spec.task_template {
+        service.spec_version += 1;
+    }
+    service.previous_spec = Some(std::mem::replace(&mut service.spec, spec));
+    manager
+        .store
+        .propose(vec![Action::update(&service)?])
+        .await?;
+    Ok(Json(json!({"Warnings": []})))
+}
+
+pub async fn remove(
+    State(daemon): State<Arc<Daemon>>,
+    Path(id): Path<String>,
+) -> Result<StatusCode> {
+    let manager = manager(&daemon).await?;
+    let service = find(&manager, &id)?;
+    manager
+        .store
+        .propose(vec![Action::delete::<Service>(&service.id)])
+        .await?;
+    Ok(StatusCode::OK)
+}
+
+fn parse_spec(body: &[u8]) -> Result<ServiceSpec> {
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("invalid service spec: {e}")))
+}
+
+/// What the store must never hold: a spec no node could run, named so the user can fix it.
+fn validate(spec: &ServiceSpec) -> Result<()> {
+    let bad = |m: String| Err(ApiError::bad_request(m));
+    if spec.name.len() > 63
+        || !spec
+            .name
+            .chars()
+            .enumerate()
+            .all(|(i, c)| c.is_ascii_alphanumeric() || (i > 0 && "_.-".contains(c)))
+    {
+        return bad(format!(
+            "invalid name {:?}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed, at most 63 characters",
+            spec.name
+        ));
+    }
+    let task = &spec.task_template;
+    let image = &task.container_spec.image;
+    if image.is_empty() {
+        return bad("invalid ContainerSpec: image reference must be provided".into());
+    }
+    if let Err(e) = image.parse::<covey_images::reference::Reference>() {
+        return bad(format!("invalid image reference {image:?}: {e}"));
+    }
+    if let Err(e) = crate::manager::scheduler::validate_constraints(&task.placement.constraints) {
+        return bad(e);
+    }
+    if let Err(e) = crate::agent::executor::container_config(task) {
+        return bad(format!("invalid ContainerSpec: {e}"));
+    }
+    if spec.mode.is_job()
+        && task.restart_condition() == crate::manager::objects::service::RestartCondition::Any
+        && task
+            .restart_policy
+            .as_ref()
+            .is_some_and(|p| p.condition.is_some())
+    {
+        return bad("invalid RestartPolicy: restart condition any is not allowed for jobs".into());
+    }
+    if let Some(pref) = task
+        .placement
+        .preferences
+        .iter()
+        .filter_map(|p| p.spread.as_ref())
+        .find(|s| {
+            !s.spread_descriptor.starts_with("node.labels.")
+                && !s.spread_descriptor.starts_with("engine.labels.")
+        })
+    {
+        return bad(format!(
+            "invalid placement preference spread={}: only node.labels.* can be spread over",
+            pref.spread_descriptor
+        ));
+    }
+    Ok(())
+}
+
+/// Docker's form of a generated name (adjective_surname), unique among services.
+fn generated_name(manager: &Manager) -> Result<String> {
+    let taken: Vec<String> = manager
+        .store
+        .list::<Service>()?
+        .into_iter()
+        .map(|s| s.spec.name)
+        .collect();
+    Ok(crate::containers::names::generate(|n| {
+        taken.iter().any(|t| t == n)
+    }))
+}
+
+fn service_json(service: &Service, tasks: Option<&[Task]>) -> Value {
+    let mut value = json!({
+        "ID": service.id,
+        "Version": {"Index": service.meta.version},
+        "CreatedAt": rfc3339(service.meta.created_at),
+        "UpdatedAt": rfc3339(service.meta.updated_at),
+        "Spec": service.spec,
+        "Endpoint": {"Spec": service.spec.extra.get("EndpointSpec").cloned().unwrap_or(json!({}))},
+    });
+    if let Some(previous) = &service.previous_spec {
+        value["PreviousSpec"] = json!(previous);
+    }
+    if let Some(tasks) = tasks {
+        let ours = tasks.iter().filter(|t| t.service_id == service.id);
+        let running = ours
+            .clone()
+            .filter(|t| {
+                t.status.state == TaskState::Running && t.desired_state == TaskState::Running
+            })
+            .count();
+        let completed = ours
+            .clone()
+            .filter(|t| {
+                t.status.state == TaskState::Complete && t.spec_version == service.spec_version
+            })
+            .count();
+        let desired = match &service.spec.mode {
+            ServiceMode::Replicated { replicas } => *replicas as usize,
+            ServiceMode::ReplicatedJob { max_concurrent, .. } => *max_concurrent as usize,
+            ServiceMode::Global {} | ServiceMode::GlobalJob {} => ours
+                .filter(|t| t.desired_state <= TaskState::Running && !t.status.state.is_terminal())
+                .count(),
+        };
+        value["ServiceStatus"] = json!({
+            "RunningTasks": running,
+            "DesiredTasks": desired,
+            "CompletedTasks": completed,
+        });
+        if let ServiceMode::ReplicatedJob {
+            max_concurrent,
+            total_completions,
+        } = &service.spec.mode
+        {
+            value["JobStatus"] = json!({
+                "JobIteration": {"Index": service.spec_version},
+                "LastExecution": rfc3339(service.meta.updated_at),
+            });
+            value["ServiceStatus"]["DesiredTasks"] =
+                json!(total_completions.unwrap_or(*max_concurrent));
+        }
+    }
+    value
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct TasksQuery {
+    filters: Option<String>,
+}
+
+pub async fn tasks(
+    State(daemon): State<Arc<Daemon>>,
+    Query(q): Query<TasksQuery>,
+) -> Result<Json<Vec<Value>>> {
+    let manager = manager(&daemon).await?;
+    let filters = Filters::parse(
+        q.filters.as_deref(),
+        &["id", "name", "service", "node", "desired-state", "label"],
+    )?;
+    let services = manager.store.list::<Service>()?;
+    let nodes = manager.store.list::<Node>()?;
+    let service_matches = |task: &Task, v: &str| {
+        task.service_id == v
+            || task.service_name == v
+            || (v.len() >= 3 && task.service_id.starts_with(v))
+    };
+    let node_matches = |task: &Task, v: &str| {
+        task.node_id == v
+            || nodes
+                .iter()
+                .any(|n| n.id == task.node_id && (n.description.hostname == v || n.spec.name == v))
+            || (v == "self" && task.node_id == manager.node_id)
+    };
+    for wanted in ["service"] {
+        // A filter naming a service that does not exist is the user's error, as dockerd says.
+        if !filters.any(wanted, |v| {
+            services
+                .iter()
+                .any(|s| s.id == v || s.spec.name == v || s.id.starts_with(v))
+        }) {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "service not found in the filters given",
+            ));
+        }
+    }
+    let desired_ok = |task: &Task, v: &str| match v.parse::<TaskState>() {
+        Ok(state) => task.desired_state == state,
+        Err(_) => false,
+    };
+    let mut tasks: Vec<Task> = manager
+        .store
+        .list::<Task>()?
+        .into_iter()
+        .filter(|t| {
+            filters.any("id", |v| t.id.starts_with(v))
+                && filters.any("name", |v| t.name() == v)
+                && filters.any("service", |v| service_matches(t, v))
+                && filters.any("node", |v| node_matches(t, v))
+                && filters.any("desired-state", |v| desired_ok(t, v))
+        })
+        .collect();
+    tasks.sort_by(|a, b| {
+        (
+            a.service_name.as_str(),
+            a.slot,
+            a.node_id.as_str(),
+            b.meta.created_at,
+        )
+            .cmp(&(
+                b.service_name.as_str(),
+                b.slot,
+                b.node_id.as_str(),
+                a.meta.created_at,
+            ))
+    });
+    Ok(Json(tasks.iter().map(task_json).collect()))
+}
+
+pub async fn task(
+    State(daemon): State<Arc<Daemon>>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>> {
+    let manager = manager(&daemon).await?;
+    let tasks = manager.store.list::<Task>()?;
+    let found: Vec<&Task> = tasks.iter().filter(|t| t.id.starts_with(&id)).collect();
+    match found.as_slice() {
+        [one] => Ok(Json(task_json(one))),
+        [] => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("task {id} not found"),
+        )),
+        _ => Err(ApiError::bad_request(format!("task {id} is ambiguous"))),
+    }
+}
+
+fn task_json(task: &Task) -> Value {
+    let s = &task.status;
+    let mut status = json!({
+        "Timestamp": rfc3339(s.timestamp),
+        "State": s.state.as_str(),
+        "Message": s.message,
+        "PortStatus": {},
+    });
+    if !s.err.is_empty() {
+        status["Err"] = json!(s.err);
+    }
+    if !s.container_id.is_empty() {
+        status["ContainerStatus"] = json!({
+            "ContainerID": s.container_id,
+            "PID": s.pid,
+            "ExitCode": s.exit_code,
+        });
+    }
+    let mut value = json!({
+        "ID": task.id,
+        "Version": {"Index": task.meta.version},
+        "CreatedAt": rfc3339(task.meta.created_at),
+        "UpdatedAt": rfc3339(task.meta.updated_at),
+        "Labels": {},
+        "Spec": task.spec,
+        "ServiceID": task.service_id,
+        "Status": status,
+        "DesiredState": task.desired_state.as_str(),
+    });
+    if task.slot > 0 {
+        value["Slot"] = json!(task.slot);
+    }
+    if !task.node_id.is_empty() {
+        value["NodeID"] = json!(task.node_id);
+    }
+    value
+}

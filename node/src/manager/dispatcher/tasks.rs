@@ -1,0 +1,116 @@
+//! The dispatcher's task half: each node's assignments (a long poll, answered when they
+//! change) and the status nodes report back, as swarmkit's `Assignments` and
+//! `UpdateTaskStatus`.
+
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
+use std::time::Duration;
+
+use tokio::sync::broadcast::error::RecvError;
+
+use super::Dispatcher;
+use crate::manager::objects::{Task, TaskState};
+use crate::manager::rpc::StatusUpdate;
+use crate::manager::store::{Action, Error, ErrorKind, Kind};
+
+/// How long an assignments call waits for a change before it answers with the same set:
+/// well within the agent's call timeout, so a quiet node still hears from its manager.
+pub const LONG_POLL: Duration = Duration::from_secs(15);
+
+impl Dispatcher {
+    /// The tasks `node_id` should know of, once they differ from the set named `known`
+    /// (or after [`LONG_POLL`]), with the digest of the set.
+    pub async fn assignments(
+        &self,
+        node_id: &str,
+        known: Option<&str>,
+    ) -> Result<(String, Vec<Task>), Error> {
+        // Subscribed before reading, so a change between the two is not missed.
+        let mut events = self.store.watch();
+        let deadline = tokio::time::Instant::now() + LONG_POLL;
+        loop {
+            let tasks = self.tasks_of(node_id)?;
+            let digest = digest(&tasks);
+            if known != Some(digest.as_str()) {
+                return Ok((digest, tasks));
+            }
+            loop {
+                match tokio::time::timeout_at(deadline, events.recv()).await {
+                    Err(_) => return Ok((digest, tasks)),
+                    Ok(Ok(event)) => {
+                        let ours = event.reset
+                            || event.changes.iter().any(|c| {
+                                c.kind == Kind::Task && c.value["node_id"].as_str() == Some(node_id)
+                            });
+                        if ours {
+                            break;
+                        }
+                    }
+                    Ok(Err(RecvError::Lagged(_))) => break,
+                    Ok(Err(RecvError::Closed)) => {
+                        return Err(Error::Unavailable("the store is closing".into()))
+                    }
+                }
+            }
+        }
+    }
+
+    /// A node's tasks: all placed on it, but those that ended and are not wanted again
+    /// (their containers can go).
+    fn tasks_of(&self, node_id: &str) -> Result<Vec<Task>, Error> {
+        let mut tasks: Vec<Task> = self
+            .store
+            .list::<Task>()?
+            .into_iter()
+            .filter(|t| {
+                t.node_id == node_id
+                    && !(t.status.state.is_terminal() && t.desired_state > TaskState::Running)
+            })
+            .collect();
+        tasks.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(tasks)
+    }
+
+    /// Records what `node_id` says of its tasks. A node speaks for its own tasks only, and
+    /// a task's observed state only moves forward; anything else is dropped.
+    pub async fn update_status(
+        &self,
+        node_id: &str,
+        updates: &[StatusUpdate],
+    ) -> Result<(), Error> {
+        // The orchestrator may write the same tasks meanwhile: read again and retry.
+        for _ in 0..5 {
+            let mut actions = Vec::new();
+            for update in updates {
+                let Some(mut task) = self.store.get::<Task>(&update.task_id)? else {
+                    continue;
+                };
+                if task.node_id != node_id
+                    || update.status.state < task.status.state
+                    || update.status == task.status
+                {
+                    continue;
+                }
+                task.status = update.status.clone();
+                actions.push(Action::update(&task)?);
+            }
+            match self.store.propose(actions).await {
+                Err(e) if e.kind() == ErrorKind::Conflict => continue,
+                other => return other,
+            }
+        }
+        Err(Error::Unavailable(format!(
+            "the tasks of node {node_id} keep changing; try again"
+        )))
+    }
+}
+
+/// Names a set of tasks at their versions.
+fn digest(tasks: &[Task]) -> String {
+    let mut hasher = DefaultHasher::new();
+    for task in tasks {
+        task.id.hash(&mut hasher);
+        task.meta.version.hash(&mut hasher);
+    }
+    format!("{:016x}", hasher.finish())
+}
