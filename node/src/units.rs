@@ -26,23 +26,100 @@ pub fn human_size(n: u64) -> String {
     format!("{digits}{}", UNITS[u])
 }
 
-/// `64m`, `1g`, `512k` or plain bytes, as `docker run -m` takes them.
+/// `64m`, `1g`, `512k`, `64MiB` or plain bytes, as `docker run -m` takes them (binary
+/// multiples, as Docker's `RAMInBytes`).
 pub fn parse_bytes(s: &str) -> anyhow::Result<i64> {
     let t = s.trim().to_ascii_lowercase();
-    let t = t.trim_end_matches('b');
+    let t = t.trim_end_matches('b').trim_end_matches('i');
     let (num, mul) = match t.chars().last() {
         Some('k') => (&t[..t.len() - 1], 1i64 << 10),
         Some('m') => (&t[..t.len() - 1], 1 << 20),
         Some('g') => (&t[..t.len() - 1], 1 << 30),
+        Some('t') => (&t[..t.len() - 1], 1 << 40),
+        Some('p') => (&t[..t.len() - 1], 1 << 50),
         _ => (t, 1),
     };
-    num.parse::<f64>()
+    num.trim_end()
+        .parse::<f64>()
         .ok()
-        .filter(|n| *n >= 0.0 && n.is_finite())
+        .filter(|n| *n >= 0.0 && n.is_finite() && n * (mul as f64) < i64::MAX as f64)
         .map(|n| (n * mul as f64) as i64)
         .ok_or_else(|| {
             anyhow::anyhow!("invalid size: {s:?}: expected a number with an optional k, m or g")
         })
+}
+
+/// A Go duration (`5s`, `1m30s`, `1.5h`, `300ms`) in nanoseconds, as the docker CLI's
+/// duration flags take them; the error is Go's own.
+pub fn parse_duration(s: &str) -> anyhow::Result<i64> {
+    let invalid = || anyhow::anyhow!("time: invalid duration {s:?}");
+    let (neg, mut rest) = match s.as_bytes().first() {
+        Some(b'-') => (true, &s[1..]),
+        Some(b'+') => (false, &s[1..]),
+        _ => (false, s),
+    };
+    if rest == "0" {
+        return Ok(0);
+    }
+    if rest.is_empty() {
+        return Err(invalid());
+    }
+    // Summed in u128: no sum of an i64's worth of units overflows it.
+    let mut total: u128 = 0;
+    while !rest.is_empty() {
+        let int_len = rest.bytes().take_while(u8::is_ascii_digit).count();
+        let (int, after) = rest.split_at(int_len);
+        let (frac, after) = match after.strip_prefix('.') {
+            Some(a) => {
+                let n = a.bytes().take_while(u8::is_ascii_digit).count();
+                a.split_at(n)
+            }
+            None => ("", after),
+        };
+        if int.is_empty() && frac.is_empty() {
+            return Err(invalid());
+        }
+        let unit_len = after
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(after.len());
+        let (unit, after) = after.split_at(unit_len);
+        let nanos: u128 = match unit {
+            "ns" => 1,
+            "us" | "\u{b5}s" | "\u{3bc}s" => 1_000,
+            "ms" => 1_000_000,
+            "s" => 1_000_000_000,
+            "m" => 60_000_000_000,
+            "h" => 3_600_000_000_000,
+            "" => return Err(anyhow::anyhow!("time: missing unit in duration {s:?}")),
+            u => {
+                return Err(anyhow::anyhow!(
+                    "time: unknown unit {u:?} in duration {s:?}"
+                ))
+            }
+        };
+        let whole: u128 = if int.is_empty() {
+            0
+        } else {
+            int.parse().map_err(|_| invalid())?
+        };
+        // Fractions beyond a nanosecond are dropped, as Go does.
+        let digits = &frac[..frac.len().min(18)];
+        let part = if digits.is_empty() {
+            0
+        } else {
+            let scale = 10u128.pow(digits.len() as u32);
+            digits.parse::<u128>().map_err(|_| invalid())? * nanos / scale
+        };
+        total = whole
+            .checked_mul(nanos)
+            .and_then(|w| w.checked_add(part))
+            .and_then(|w| w.checked_add(total))
+            .filter(|t| *t <= i64::MAX as u128)
+            .ok_or_else(invalid)?;
+        rest = after;
+    }
+    let total = total as i64;
+    Ok(if neg { -total } else { total })
 }
 
 /// Seconds since the epoch, now.
@@ -53,17 +130,22 @@ pub fn now() -> i64 {
         .unwrap_or(0)
 }
 
-/// A span as Docker's `Status` column says it: "5 seconds", "About a minute", "3 hours".
+/// A span as Docker's `Status` column says it: "5 seconds", "About a minute", "3 hours"
+/// (go-units' `HumanDuration`, whose hours are rounded and whose other units are not).
 pub fn duration(secs: i64) -> String {
+    let hours = (secs + 1800) / 3600;
     match secs {
         s if s < 1 => "Less than a second".into(),
         1 => "1 second".into(),
         s if s < 60 => format!("{s} seconds"),
         s if s < 120 => "About a minute".into(),
         s if s < 3600 => format!("{} minutes", s / 60),
-        s if s < 7200 => "About an hour".into(),
-        s if s < 172_800 => format!("{} hours", s / 3600),
-        s => format!("{} days", s / 86_400),
+        _ if hours == 1 => "About an hour".into(),
+        _ if hours < 48 => format!("{hours} hours"),
+        _ if hours < 24 * 7 * 2 => format!("{} days", hours / 24),
+        _ if hours < 24 * 30 * 2 => format!("{} weeks", hours / 24 / 7),
+        _ if hours < 24 * 365 * 2 => format!("{} months", hours / 24 / 30),
+        s => format!("{} years", s / 3600 / 24 / 365),
     }
 }
 
@@ -106,5 +188,50 @@ mod tests {
         assert_eq!(human_size(1_500), "1.5kB");
         assert_eq!(human_size(4_300_000), "4.3MB");
         assert_eq!(human_size(2_000_000_000), "2GB");
+    }
+
+    #[test]
+    fn byte_sizes() {
+        assert_eq!(parse_bytes("64M").unwrap(), 64 << 20);
+        assert_eq!(parse_bytes("64MiB").unwrap(), 64 << 20);
+        assert_eq!(parse_bytes("1.5g").unwrap(), 3 << 29);
+        assert_eq!(parse_bytes("512").unwrap(), 512);
+        assert!(parse_bytes("lots").is_err());
+        assert!(parse_bytes("-1m").is_err());
+    }
+
+    #[test]
+    fn go_durations() {
+        assert_eq!(parse_duration("5s").unwrap(), 5_000_000_000);
+        assert_eq!(parse_duration("1m30s").unwrap(), 90_000_000_000);
+        assert_eq!(parse_duration("1.5h").unwrap(), 5_400_000_000_000);
+        assert_eq!(parse_duration("300ms").unwrap(), 300_000_000);
+        assert_eq!(parse_duration("0").unwrap(), 0);
+        assert_eq!(parse_duration("-2us").unwrap(), -2_000);
+        assert_eq!(
+            parse_duration("5").unwrap_err().to_string(),
+            "time: missing unit in duration \"5\""
+        );
+        assert_eq!(
+            parse_duration("x").unwrap_err().to_string(),
+            "time: invalid duration \"x\""
+        );
+        assert!(parse_duration("5d").is_err());
+        assert!(parse_duration("").is_err());
+        assert!(parse_duration("9999999999h").is_err());
+    }
+
+    #[test]
+    fn spans_as_go_units_says_them() {
+        assert_eq!(duration(0), "Less than a second");
+        assert_eq!(duration(5), "5 seconds");
+        assert_eq!(duration(90), "About a minute");
+        assert_eq!(duration(600), "10 minutes");
+        assert_eq!(duration(3700), "About an hour");
+        assert_eq!(duration(5400), "2 hours");
+        assert_eq!(duration(3 * 86_400), "3 days");
+        assert_eq!(duration(20 * 86_400), "2 weeks");
+        assert_eq!(duration(90 * 86_400), "3 months");
+        assert_eq!(duration(800 * 86_400), "2 years");
     }
 }

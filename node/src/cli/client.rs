@@ -14,6 +14,39 @@ use crate::config::{unix_socket_path, DEFAULT_HOST};
 
 pub type RequestBody = UnsyncBoxBody<Bytes, std::io::Error>;
 
+/// A refusal from the daemon, kept typed so that a command can tell "not found" from
+/// other failures (docker words some of those its own way).
+#[derive(Debug)]
+pub struct DaemonError {
+    pub status: StatusCode,
+    pub message: String,
+}
+
+impl std::fmt::Display for DaemonError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.status == StatusCode::NOT_FOUND && self.message.is_empty() {
+            return write!(f, "Error response from daemon: not found");
+        }
+        write!(f, "Error response from daemon: {}", self.message)
+    }
+}
+
+impl std::error::Error for DaemonError {}
+
+impl DaemonError {
+    /// Whether `e` is the daemon answering 404.
+    pub fn is_not_found(e: &anyhow::Error) -> bool {
+        e.downcast_ref::<DaemonError>()
+            .is_some_and(|d| d.status == StatusCode::NOT_FOUND)
+    }
+
+    /// Whether `e` is the daemon refusing the request as malformed (400).
+    pub fn is_bad_request(e: &anyhow::Error) -> bool {
+        e.downcast_ref::<DaemonError>()
+            .is_some_and(|d| d.status == StatusCode::BAD_REQUEST)
+    }
+}
+
 #[derive(Clone)]
 pub struct Client {
     host: String,
@@ -113,10 +146,7 @@ impl Client {
                     .map(str::to_string)
             })
             .unwrap_or_else(|| String::from_utf8_lossy(&body).trim().to_string());
-        if status == StatusCode::NOT_FOUND && message.is_empty() {
-            bail!("Error response from daemon: not found");
-        }
-        bail!("Error response from daemon: {message}")
+        Err(DaemonError { status, message }.into())
     }
 
     /// A request that turns the connection into a raw byte stream (Docker's hijack, for

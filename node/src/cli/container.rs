@@ -184,14 +184,7 @@ pub async fn run(cmd: ContainerCommand, client: &Client) -> anyhow::Result<()> {
                     Client::empty(),
                 )
                 .await?;
-            let body = http_body_util::BodyStream::new(resp.into_body());
-            session::demux(tokio_util::io::StreamReader::new(
-                futures_util::TryStreamExt::map_ok(
-                    futures_util::TryStreamExt::map_err(body, std::io::Error::other),
-                    |f: hyper::body::Frame<bytes::Bytes>| f.into_data().unwrap_or_default(),
-                ),
-            ))
-            .await
+            session::demux_response(resp).await
         }
         ContainerCommand::Start { containers } => {
             each(client, Method::POST, &containers, "start").await

@@ -7,6 +7,7 @@ mod daemon;
 mod image;
 mod node;
 mod output;
+mod service;
 mod session;
 mod swarm;
 mod version;
@@ -49,6 +50,9 @@ enum Command {
     /// Manage the swarm's nodes.
     #[command(subcommand)]
     Node(node::NodeCommand),
+    /// Manage services.
+    #[command(subcommand)]
+    Service(service::ServiceCommand),
     /// Show the covey version of the client and the daemon.
     Version(version::VersionArgs),
     /// The daemon's single-threaded helper that makes containers (started by the daemon).
@@ -98,6 +102,9 @@ pub fn main() -> ExitCode {
             Command::Image(cmd) => image::run(cmd, &Client::from_env(cli.host.as_deref())?).await,
             Command::Swarm(cmd) => swarm::run(cmd, &Client::from_env(cli.host.as_deref())?).await,
             Command::Node(cmd) => node::run(cmd, &Client::from_env(cli.host.as_deref())?).await,
+            Command::Service(cmd) => {
+                service::run(cmd, &Client::from_env(cli.host.as_deref())?).await
+            }
             Command::Version(args) => {
                 version::run(args, &Client::from_env(cli.host.as_deref())?).await
             }

@@ -123,8 +123,21 @@ pub async fn demux(mut r: impl AsyncRead + Unpin) -> anyhow::Result<()> {
     }
 }
 
-/// The local terminal's size, if stdout or stdin is one.
-fn size() -> Option<(u16, u16)> {
+/// An answer's body in Docker's multiplexed frames (`logs` of a container or a service)
+/// to this process's stdout and stderr.
+pub async fn demux_response(resp: hyper::Response<hyper::body::Incoming>) -> anyhow::Result<()> {
+    let body = http_body_util::BodyStream::new(resp.into_body());
+    demux(tokio_util::io::StreamReader::new(
+        futures_util::TryStreamExt::map_ok(
+            futures_util::TryStreamExt::map_err(body, std::io::Error::other),
+            |f: hyper::body::Frame<bytes::Bytes>| f.into_data().unwrap_or_default(),
+        ),
+    ))
+    .await
+}
+
+/// The local terminal's size (rows, columns), if stdout or stdin is one.
+pub fn size() -> Option<(u16, u16)> {
     let ws_of = |fd: std::os::fd::BorrowedFd<'_>| {
         let mut ws = nix::libc::winsize {
             ws_row: 0,
