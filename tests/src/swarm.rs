@@ -143,3 +143,22 @@ pub fn eventually<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> O
         std::thread::sleep(Duration::from_millis(250));
     }
 }
+
+impl Drop for Swarm {
+    /// A failed test shows what each daemon logged (the tail, without the chatter of
+    /// image pulls and Raft), since their data roots go with the test.
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            return;
+        }
+        for (i, daemon) in self.daemons.iter().enumerate() {
+            let log = daemon.log();
+            let lines: Vec<&str> = log
+                .lines()
+                .filter(|l| !l.contains("covey_images") && !l.contains("covey::raft"))
+                .collect();
+            let tail = &lines[lines.len().saturating_sub(40)..];
+            eprintln!("== node {} log (tail):\n{}", i + 1, tail.join("\n"));
+        }
+    }
+}

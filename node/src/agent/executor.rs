@@ -52,6 +52,7 @@ pub async fn control(
         id: first.id.clone(),
         contact,
         local_restarts: 0,
+        restarting: false,
     };
     ctl.run(&mut task).await;
     // Removed from the assignments: the container goes with it.
@@ -68,6 +69,8 @@ struct Controller {
     contact: Arc<Contact>,
     /// Restarts made while no manager could be reached.
     local_restarts: u64,
+    /// The next bring-up starts the ended container again rather than reporting it.
+    restarting: bool,
 }
 
 impl Controller {
@@ -144,12 +147,14 @@ impl Controller {
                 );
                 return Ok(true);
             }
-            if record.status == Status::Exited && !started_before_boot(&record.started_at) {
+            let again = std::mem::take(&mut self.restarting);
+            if record.status == Status::Exited && !again && !started_before_boot(&record.started_at)
+            {
                 // It ended while this agent was away: that is its outcome.
                 self.exited(record.exit_code);
                 return Ok(false);
             }
-            // Made but not started, or stopped by a reboot: start it again below.
+            // Made but not started, stopped by a reboot, or restarted here: start it below.
         }
         if self.observed < TaskState::Accepted {
             self.report(TaskState::Accepted, "accepted", "", None);
@@ -278,6 +283,7 @@ impl Controller {
         }
         self.local_restarts += 1;
         self.observed = TaskState::Accepted;
+        self.restarting = true;
         true
     }
 

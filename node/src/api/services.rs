@@ -360,7 +360,15 @@ pub async fn tasks(
     let manager = manager(&daemon).await?;
     let filters = Filters::parse(
         q.filters.as_deref(),
-        &["id", "name", "service", "node", "desired-state", "label"],
+        &[
+            "id",
+            "name",
+            "service",
+            "node",
+            "desired-state",
+            "label",
+            "_up-to-date",
+        ],
     )?;
     let services = manager.store.list::<Service>()?;
     let nodes = manager.store.list::<Node>()?;
@@ -389,6 +397,11 @@ pub async fn tasks(
             ));
         }
     }
+    let up_to_date = |task: &Task| {
+        services
+            .iter()
+            .any(|s| s.id == task.service_id && s.spec_version == task.spec_version)
+    };
     let desired_ok = |task: &Task, v: &str| match v.parse::<TaskState>() {
         Ok(state) => task.desired_state == state,
         Err(_) => false,
@@ -403,6 +416,9 @@ pub async fn tasks(
                 && filters.any("service", |v| service_matches(t, v))
                 && filters.any("node", |v| node_matches(t, v))
                 && filters.any("desired-state", |v| desired_ok(t, v))
+                // The docker CLI's own filter, while it follows an update: tasks of the
+                // service's current spec.
+                && filters.any("_up-to-date", |v| v != "true" || up_to_date(t))
         })
         .collect();
     tasks.sort_by(|a, b| {

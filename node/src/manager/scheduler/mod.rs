@@ -69,10 +69,10 @@ struct Held {
 }
 
 impl Scheduler {
-    /// From every node and every task that holds a place (tasks with a node_id whose
-    /// desired_state <= Running and observed status.state not terminal — use
-    /// Task::is_live — count toward per-node totals, per-service counts and reserved
-    /// resources).
+    /// From every node and every task that holds a place: a live task
+    /// (`Task::is_live`) with a node_id counts toward its node's total, its service's
+    /// count on that node and the node's reserved resources. Tasks on unknown nodes and
+    /// repeated task ids count once or not at all.
     pub fn new(nodes: &[Node], tasks: &[Task]) -> Self {
         let mut sorted: Vec<&Node> = nodes.iter().collect();
         sorted.sort_by(|a, b| a.id.cmp(&b.id));

@@ -266,19 +266,14 @@ fn resources_run_out_and_say_so() {
     holding.node_id = "big".into();
     holding.status.state = TaskState::Running;
     let mut s = Scheduler::new(&nodes, &[holding]);
-    let batch = tasks("gold", 3, |t: &mut Task| {
+    let gold = tasks("gold", 4, |t: &mut Task| {
         constrained(&["node.labels.tier==gold"])(t);
         reserving(CPU / 2, GIB)(t);
     });
-    let results = s.place_all(&batch);
-    let placed = results.iter().filter(|(_, r)| r.is_ok()).count();
-    assert_eq!(placed, 3);
-    let more = s.place(
-        &tasks("gold", 4, |t: &mut Task| {
-            constrained(&["node.labels.tier==gold"])(t);
-            reserving(CPU / 2, GIB)(t);
-        })[3],
-    );
+    // 1.5 CPUs left: three take half a CPU each, the fourth finds no room.
+    let results = s.place_all(&gold[..3]);
+    assert!(results.iter().all(|(_, r)| r.as_deref() == Ok("big")));
+    let more = s.place(&gold[3]);
     assert_eq!(
         more,
         Err("no suitable node (scheduling constraints not satisfied on 3 nodes; insufficient resources on 1 node)".into())

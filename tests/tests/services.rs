@@ -1,0 +1,439 @@
+//! Services on a swarm of real daemons, each node in its own network namespace, pulling
+//! busybox from a registry on the network's switch and running real containers.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use covey_tests::cluster::Net;
+use covey_tests::swarm::{eventually, Swarm};
+use covey_tests::Registry;
+use serde_json::Value;
+
+/// A swarm of `nodes` (node 1 the manager, the others workers, 1 s heartbeats) and a
+/// registry on its switch holding busybox; the image reference to use.
+fn swarm(prefix: &str, nodes: usize) -> (Swarm, Registry, String) {
+    // The registry's port is chosen before the daemons start, so they can trust it.
+    let port = covey_tests::free_port();
+    let swarm = Swarm::start_with(prefix, nodes, |net: &Net| {
+        vec![
+            "--insecure-registry".into(),
+            format!("{}:{port}", net.switch_ip()),
+        ]
+    });
+    let registry = Registry::start_on_port(prefix, &swarm.net, port).expect("starting a registry");
+    let image = registry
+        .push("busybox", "busybox")
+        .expect("pushing busybox");
+    swarm.init();
+    for i in 2..=nodes {
+        swarm.join(i, "worker", 1);
+    }
+    eventually("every node ready", Duration::from_secs(30), || {
+        let nodes_ready = swarm
+            .nodes(1)?
+            .iter()
+            .filter(|n| n["Status"]["State"] == "ready")
+            .count();
+        (nodes_ready == nodes).then_some(())
+    });
+    (swarm, registry, image)
+}
+
+/// The service's tasks as `docker service ps` sees them (JSON).
+fn tasks(swarm: &Swarm, service: &str) -> Vec<Value> {
+    let out = swarm
+        .node(1)
+        .covey(&["service", "ps", "--format", "json", service]);
+    serde_json::from_slice(&out.stdout).unwrap_or_default()
+}
+
+/// Node ids of the service's running tasks that should run, one per task; not those on
+/// nodes that are down, whose state is only what the node last said.
+fn running_on(swarm: &Swarm, service: &str) -> Vec<String> {
+    let down: Vec<String> = swarm
+        .nodes(1)
+        .unwrap_or_default()
+        .iter()
+        .filter(|n| n["Status"]["State"] == "down")
+        .filter_map(|n| n["ID"].as_str().map(str::to_string))
+        .collect();
+    tasks(swarm, service)
+        .iter()
+        .filter(|t| t["Status"]["State"] == "running" && t["DesiredState"] == "running")
+        .filter_map(|t| t["NodeID"].as_str().map(str::to_string))
+        .filter(|n| !down.contains(n))
+        .collect()
+}
+
+/// Waits until `n` tasks of the service run; returns how many run on each node.
+fn wait_running(swarm: &Swarm, service: &str, n: usize) -> BTreeMap<String, usize> {
+    eventually(
+        &format!("{n} running tasks of {service}"),
+        Duration::from_secs(60),
+        || {
+            let on = running_on(swarm, service);
+            (on.len() == n).then(|| {
+                let mut count = BTreeMap::new();
+                for node in on {
+                    *count.entry(node).or_insert(0) += 1;
+                }
+                count
+            })
+        },
+    )
+}
+
+/// The names of node `i`'s containers (running ones, or all).
+fn container_names(swarm: &Swarm, i: usize, all: bool) -> Vec<String> {
+    let mut args = vec!["container", "ls", "--format", "json"];
+    if all {
+        args.push("-a");
+    }
+    let list: Vec<Value> = serde_json::from_str(&swarm.node(i).covey_ok(&args)).unwrap_or_default();
+    list.iter()
+        .filter_map(|c| c["Names"][0].as_str())
+        .map(|n| n.trim_start_matches('/').to_string())
+        .collect()
+}
+
+/// The task containers running on node `i` whose names start with `prefix.`.
+fn containers_on(swarm: &Swarm, i: usize, prefix: &str) -> Vec<String> {
+    container_names(swarm, i, false)
+        .into_iter()
+        .filter(|n| n.starts_with(&format!("{prefix}.")))
+        .collect()
+}
+
+/// A running container's pid on node `i` ("0" when it is not running).
+fn pid_of(swarm: &Swarm, i: usize, container: &str) -> String {
+    let out = swarm.node(i).covey_ok(&["container", "inspect", container]);
+    let v: Value = serde_json::from_str(&out).unwrap_or_default();
+    v[0]["State"]["Pid"].to_string()
+}
+
+fn node_id(swarm: &Swarm, i: usize) -> String {
+    swarm.id_of(1, i).expect("node id")
+}
+
+#[test]
+fn replicated_services_spread_scale_restart_and_go() {
+    let (swarm, _registry, image) = swarm("svcrep", 3);
+    let out = swarm.node(1).covey_ok(&[
+        "service",
+        "create",
+        "--name",
+        "web",
+        "--replicas",
+        "3",
+        &image,
+        "sleep",
+        "1d",
+    ]);
+    assert!(out.contains("converged"), "{out}");
+    let spread = wait_running(&swarm, "web", 3);
+    assert_eq!(spread.len(), 3, "3 replicas on 3 nodes: {spread:?}");
+
+    let ls = swarm.node(1).covey_ok(&["service", "ls"]);
+    let row = ls.lines().find(|l| l.contains(" web ")).unwrap_or_default();
+    assert!(row.contains("replicated") && row.contains("3/3"), "{ls}");
+
+    swarm.node(1).covey_ok(&["service", "scale", "-d", "web=5"]);
+    let spread = wait_running(&swarm, "web", 5);
+    assert!(
+        spread.values().all(|n| *n <= 2),
+        "5 over 3 nodes: {spread:?}"
+    );
+    swarm.node(1).covey_ok(&["service", "scale", "-d", "web=2"]);
+    wait_running(&swarm, "web", 2);
+    eventually(
+        "scaled-down containers gone",
+        Duration::from_secs(30),
+        || {
+            let n: usize = (1..=3).map(|i| containers_on(&swarm, i, "web").len()).sum();
+            (n == 2).then_some(())
+        },
+    );
+
+    // A container killed behind the orchestrator's back is replaced in its slot.
+    let (node, name) = (1..=3)
+        .find_map(|i| containers_on(&swarm, i, "web").pop().map(|n| (i, n)))
+        .expect("a web container");
+    swarm.node(node).covey_ok(&["container", "kill", &name]);
+    eventually(
+        "a failed task and its replacement",
+        Duration::from_secs(30),
+        || {
+            let all = tasks(&swarm, "web");
+            let failed = all.iter().any(|t| {
+                t["Status"]["State"] == "failed"
+                    && t["Status"]["Err"]
+                        .as_str()
+                        .is_some_and(|e| e.contains("non-zero exit"))
+            });
+            (failed && running_on(&swarm, "web").len() == 2).then_some(())
+        },
+    );
+
+    // Removed: no container of it is left on any node.
+    swarm.node(1).covey_ok(&["service", "rm", "web"]);
+    eventually("web's containers gone", Duration::from_secs(30), || {
+        (1..=3)
+            .all(|i| {
+                container_names(&swarm, i, true)
+                    .iter()
+                    .all(|n| !n.starts_with("web."))
+            })
+            .then_some(())
+    });
+    let err = swarm.node(1).covey_err(&["service", "inspect", "web"]);
+    assert!(err.contains("no such service: web"), "{err}");
+}
+
+#[test]
+fn constraints_global_services_and_node_availability() {
+    let (swarm, _registry, image) = swarm("svcplace", 3);
+    let (n2, n3) = (node_id(&swarm, 2), node_id(&swarm, 3));
+    swarm
+        .node(1)
+        .covey_ok(&["node", "update", "--label-add", "zone=east", &n3]);
+
+    // Labels, roles and the architecture constrain placement.
+    swarm.node(1).covey_ok(&[
+        "service",
+        "create",
+        "-d",
+        "--name",
+        "east",
+        "--replicas",
+        "2",
+        "--constraint",
+        "node.labels.zone==east",
+        &image,
+        "sleep",
+        "1d",
+    ]);
+    let on = wait_running(&swarm, "east", 2);
+    assert_eq!(on.keys().collect::<Vec<_>>(), vec![&n3], "{on:?}");
+    let arch = std::env::consts::ARCH;
+    swarm.node(1).covey_ok(&[
+        "service",
+        "create",
+        "-d",
+        "--name",
+        "workers",
+        "--replicas",
+        "2",
+        "--constraint",
+        "node.role!=manager",
+        "--constraint",
+        &format!("node.platform.arch=={arch}"),
+        &image,
+        "sleep",
+        "1d",
+    ]);
+    let on = wait_running(&swarm, "workers", 2);
+    assert!(!on.contains_key(&node_id(&swarm, 1)), "{on:?}");
+
+    // Nothing fits: pending, and `service ps` says why.
+    swarm.node(1).covey_ok(&[
+        "service",
+        "create",
+        "-d",
+        "--name",
+        "nowhere",
+        "--constraint",
+        "node.labels.zone==mars",
+        &image,
+        "sleep",
+        "1d",
+    ]);
+    eventually("the pending task's reason", Duration::from_secs(20), || {
+        let ps = swarm
+            .node(1)
+            .covey_ok(&["service", "ps", "--no-trunc", "nowhere"]);
+        (ps.contains("Pending") && ps.contains("no suitable node")).then_some(ps)
+    });
+
+    // Global: one task on every node.
+    swarm.node(1).covey_ok(&[
+        "service", "create", "-d", "--name", "agent", "--mode", "global", &image, "sleep", "1d",
+    ]);
+    let on = wait_running(&swarm, "agent", 3);
+    assert!(on.values().all(|n| *n == 1), "{on:?}");
+
+    // Drain: node 2's tasks leave it; pause: node 2 takes no new ones; active: back.
+    swarm
+        .node(1)
+        .covey_ok(&["node", "update", "--availability", "drain", &n2]);
+    eventually("node 2 drained", Duration::from_secs(30), || {
+        let on = running_on(&swarm, "workers");
+        (on.len() == 2 && on.iter().all(|n| *n == n3)).then_some(())
+    });
+    wait_running(&swarm, "agent", 2);
+    eventually(
+        "node 2's global task stopped",
+        Duration::from_secs(30),
+        || containers_on(&swarm, 2, "agent").is_empty().then_some(()),
+    );
+    swarm
+        .node(1)
+        .covey_ok(&["node", "update", "--availability", "pause", &n2]);
+    swarm
+        .node(1)
+        .covey_ok(&["service", "scale", "-d", "workers=4"]);
+    let on = wait_running(&swarm, "workers", 4);
+    assert!(
+        !on.contains_key(&n2),
+        "a paused node took new tasks: {on:?}"
+    );
+    swarm
+        .node(1)
+        .covey_ok(&["node", "update", "--availability", "active", &n2]);
+    wait_running(&swarm, "agent", 3);
+}
+
+#[test]
+fn a_stopped_workers_tasks_move_and_no_slot_runs_twice() {
+    let (mut swarm, _registry, image) = swarm("svcdown", 3);
+    swarm.node(1).covey_ok(&[
+        "service",
+        "create",
+        "-d",
+        "--name",
+        "app",
+        "--replicas",
+        "4",
+        "--constraint",
+        "node.role==worker",
+        &image,
+        "sleep",
+        "1d",
+    ]);
+    let on = wait_running(&swarm, "app", 4);
+    assert_eq!(on.len(), 2, "{on:?}");
+    // Node 3's daemon stops; its containers keep running, unseen.
+    swarm.daemons[2].stop();
+    let n3 = node_id(&swarm, 3);
+    eventually(
+        "node 3's tasks moved to node 2",
+        Duration::from_secs(60),
+        || {
+            let on = running_on(&swarm, "app");
+            (on.len() == 4 && on.iter().all(|n| *n != n3)).then_some(())
+        },
+    );
+    // Back: its old tasks are shut down, so each slot runs once.
+    swarm.daemons[2].start_again().expect("restarting node 3");
+    eventually(
+        "node 3's stale containers stopped",
+        Duration::from_secs(60),
+        || containers_on(&swarm, 3, "app").is_empty().then_some(()),
+    );
+    assert_eq!(containers_on(&swarm, 2, "app").len(), 4);
+    let mut slots: Vec<u64> = tasks(&swarm, "app")
+        .iter()
+        .filter(|t| t["DesiredState"] == "running")
+        .filter_map(|t| t["Slot"].as_u64())
+        .collect();
+    slots.sort();
+    assert_eq!(slots, vec![1, 2, 3, 4]);
+}
+
+#[test]
+fn an_isolated_worker_that_reboots_brings_its_tasks_back() {
+    let (mut swarm, _registry, image) = swarm("svciso", 3);
+    let n3 = node_id(&swarm, 3);
+    swarm
+        .node(1)
+        .covey_ok(&["node", "update", "--label-add", "site=three", &n3]);
+    swarm.node(1).covey_ok(&[
+        "service",
+        "create",
+        "-d",
+        "--name",
+        "pinned",
+        "--replicas",
+        "2",
+        "--restart-delay",
+        "1s",
+        "--constraint",
+        "node.labels.site==three",
+        &image,
+        "sleep",
+        "1d",
+    ]);
+    wait_running(&swarm, "pinned", 2);
+    let before = containers_on(&swarm, 3, "pinned");
+    assert_eq!(before.len(), 2, "{before:?}");
+
+    // Cut off from every manager, then a power cut: the daemon, its runtime helper and
+    // every container die at once.
+    let pids: Vec<String> = before.iter().map(|c| pid_of(&swarm, 3, c)).collect();
+    swarm.net.set_loss(3, 100).expect("cutting node 3 off");
+    let daemon = swarm.daemons[2].pid().expect("node 3's daemon").to_string();
+    let helpers = std::process::Command::new("pgrep")
+        .args(["-P", &daemon])
+        .output()
+        .expect("pgrep");
+    swarm.daemons[2].crash();
+    let mut victims = pids;
+    victims.extend(
+        String::from_utf8_lossy(&helpers.stdout)
+            .split_whitespace()
+            .map(str::to_string),
+    );
+    let _ = std::process::Command::new("kill")
+        .arg("-9")
+        .args(&victims)
+        .status();
+    eventually("node 3's containers dead", Duration::from_secs(10), || {
+        let alive = std::process::Command::new("kill")
+            .arg("-0")
+            .args(&victims)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        (!alive).then_some(())
+    });
+
+    // Back up with no manager reachable: it brings its last assigned tasks back itself.
+    swarm.daemons[2].start_again().expect("restarting node 3");
+    eventually(
+        "node 3's tasks running again, offline",
+        Duration::from_secs(60),
+        || {
+            let now = containers_on(&swarm, 3, "pinned");
+            let fresh = now.iter().all(|c| {
+                let pid = pid_of(&swarm, 3, c);
+                pid != "0" && !victims.contains(&pid)
+            });
+            (now.len() == 2 && fresh).then_some(())
+        },
+    );
+    let restarted = containers_on(&swarm, 3, "pinned");
+
+    // Managers back: the same tasks go on, with no restart.
+    swarm.net.clear_loss(3).expect("healing");
+    eventually("node 3 ready again", Duration::from_secs(60), || {
+        swarm
+            .nodes(1)?
+            .iter()
+            .any(|n| n["ID"] == n3.as_str() && n["Status"]["State"] == "ready")
+            .then_some(())
+    });
+    wait_running(&swarm, "pinned", 2);
+    std::thread::sleep(Duration::from_secs(5));
+    let mut after = containers_on(&swarm, 3, "pinned");
+    let mut restarted = restarted;
+    after.sort();
+    restarted.sort();
+    assert_eq!(
+        after,
+        restarted,
+        "tasks were restarted once the managers came back; node 3: {}\nmanager: {}",
+        swarm.node(3).log(),
+        swarm.node(1).log()
+    );
+    assert_eq!(running_on(&swarm, "pinned").len(), 2);
+}
