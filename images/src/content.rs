@@ -160,9 +160,17 @@ impl ContentStore {
         if self.contains(expected) {
             return Ok(());
         }
-        let tmp = self.partial(expected);
+        // Its own temporary name: two pulls of one image put the same manifest at once,
+        // and a shared name would let one rename away the other's file.
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tmp = self
+            .partial(expected)
+            .with_extension(format!("put-{}-{n}", std::process::id()));
         std::fs::write(&tmp, bytes).map_err(io_err(&tmp))?;
-        self.commit(&tmp, expected)
+        self.commit(&tmp, expected).inspect_err(|_| {
+            let _ = std::fs::remove_file(&tmp);
+        })
     }
 
     /// Adds a file to the store under its digest (a hard link where it can, else a copy);
@@ -435,6 +443,29 @@ impl Drop for InflightGuard<'_> {
 mod tests {
     use super::*;
     use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+    #[test]
+    fn concurrent_puts_of_one_blob_all_succeed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ContentStore::open(dir.path()).unwrap();
+        let bytes = vec![7u8; 100_000];
+        let digest = Digest::of(&bytes);
+        std::thread::scope(|s| {
+            let puts: Vec<_> = (0..8)
+                .map(|_| s.spawn(|| store.put(&digest, &bytes)))
+                .collect();
+            for put in puts {
+                put.join().unwrap().unwrap();
+            }
+        });
+        assert_eq!(store.read(&digest, 1 << 20).unwrap(), bytes);
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("ingest"))
+                .unwrap()
+                .count(),
+            0
+        );
+    }
 
     /// Serves `data`, cutting the first `cuts` connections after `cut_at` bytes.
     struct Flaky {
