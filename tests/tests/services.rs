@@ -174,6 +174,40 @@ fn replicated_services_spread_scale_restart_and_go() {
         },
     );
 
+    // Logs come from every node that ran a task, each line named after its task.
+    swarm.node(1).covey_ok(&[
+        "service",
+        "create",
+        "-d",
+        "--name",
+        "talk",
+        "--replicas",
+        "2",
+        &image,
+        "sh",
+        "-c",
+        "echo hello from $(hostname); sleep 1d",
+    ]);
+    wait_running(&swarm, "talk", 2);
+    let logs = eventually("both tasks' logs", Duration::from_secs(20), || {
+        let out = swarm.node(1).covey_ok(&["service", "logs", "talk"]);
+        (out.lines().filter(|l| l.contains("| hello from")).count() == 2).then_some(out)
+    });
+    for slot in ["talk.1.", "talk.2."] {
+        assert!(logs.lines().any(|l| l.starts_with(slot)), "{logs}");
+    }
+    let docker = swarm.node(1).docker(&["service", "logs", "talk"]);
+    let docker = String::from_utf8_lossy(&docker.stdout);
+    assert_eq!(
+        docker
+            .lines()
+            .filter(|l| l.contains("| hello from"))
+            .count(),
+        2,
+        "docker service logs: {docker}"
+    );
+    swarm.node(1).covey_ok(&["service", "rm", "talk"]);
+
     // Removed: no container of it is left on any node.
     swarm.node(1).covey_ok(&["service", "rm", "web"]);
     eventually("web's containers gone", Duration::from_secs(30), || {

@@ -5,6 +5,7 @@
 //! each task ([`executor`]) and reports their status ([`reporter`]).
 
 pub mod executor;
+mod logs;
 mod reporter;
 pub mod worker;
 
@@ -185,7 +186,8 @@ pub fn start(
                 tokio::join!(
                     beats,
                     assignments(managers.clone(), worker.clone()),
-                    worker.reporter.run(managers.clone())
+                    worker.reporter.run(managers.clone()),
+                    logs::serve(managers.clone(), worker.containers())
                 );
             }
             None => beats.await,

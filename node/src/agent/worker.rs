@@ -61,6 +61,10 @@ impl Worker {
         worker
     }
 
+    pub fn containers(&self) -> Arc<crate::containers::Containers> {
+        self.exec.containers.clone()
+    }
+
     /// Makes the node's tasks the set given: new ones start, changed ones learn of it,
     /// and ones no longer assigned are stopped and their containers removed.
     pub fn assign(&self, tasks: Vec<Task>) {

@@ -21,7 +21,7 @@ use crate::containers::logs::{self, Output, ReadOptions, Stream};
 use crate::containers::{ContainerError, CreateRequest, Record, Status};
 use crate::daemon::Node;
 
-const MULTIPLEXED: &str = "application/vnd.docker.multiplexed-stream";
+pub(super) const MULTIPLEXED: &str = "application/vnd.docker.multiplexed-stream";
 
 impl From<ContainerError> for ApiError {
     fn from(e: ContainerError) -> Self {
@@ -427,14 +427,16 @@ pub async fn inspect(
 
 #[derive(Deserialize)]
 pub struct LogsQuery {
-    stdout: Option<String>,
-    stderr: Option<String>,
-    follow: Option<String>,
-    timestamps: Option<String>,
-    tail: Option<String>,
+    #[serde(default)]
+    pub(super) details: Option<String>,
+    pub(super) stdout: Option<String>,
+    pub(super) stderr: Option<String>,
+    pub(super) follow: Option<String>,
+    pub(super) timestamps: Option<String>,
+    pub(super) tail: Option<String>,
 }
 
-fn yes(v: &Option<String>) -> bool {
+pub(super) fn yes(v: &Option<String>) -> bool {
     matches!(v.as_deref(), Some("1" | "true" | "True"))
 }
 
@@ -514,7 +516,7 @@ pub async fn logs(
 }
 
 /// A body fed by a task through a small channel.
-fn async_stream<F, Fut>(
+pub(super) fn async_stream<F, Fut>(
     f: F,
 ) -> impl futures_util::Stream<Item = Result<bytes::Bytes, std::convert::Infallible>>
 where

@@ -8,6 +8,7 @@ mod exec;
 mod filters;
 mod images;
 mod nodes;
+mod service_logs;
 mod services;
 mod swarm;
 mod system;
@@ -80,6 +81,7 @@ pub fn app(node: Arc<Node>) -> App {
             get(services::inspect).delete(services::remove),
         )
         .route("/services/{id}/update", post(services::update))
+        .route("/services/{id}/logs", get(service_logs::logs))
         .route("/tasks", get(services::tasks))
         .route("/tasks/{id}", get(services::task))
         .fallback(error::unsupported)

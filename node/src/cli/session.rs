@@ -100,7 +100,15 @@ async fn copy_raw(mut rd: impl AsyncRead + Unpin) -> anyhow::Result<()> {
 }
 
 /// Docker's multiplexed frames to this process's stdout and stderr.
-pub async fn demux(mut r: impl AsyncRead + Unpin) -> anyhow::Result<()> {
+pub async fn demux(r: impl AsyncRead + Unpin) -> anyhow::Result<()> {
+    demux_with(r, |data| data.to_vec()).await
+}
+
+/// As [`demux`], each frame's bytes passed through `rewrite` first.
+pub async fn demux_with(
+    mut r: impl AsyncRead + Unpin,
+    rewrite: impl Fn(&[u8]) -> Vec<u8>,
+) -> anyhow::Result<()> {
     let mut header = [0u8; 8];
     loop {
         match r.read_exact(&mut header).await {
@@ -113,6 +121,7 @@ pub async fn demux(mut r: impl AsyncRead + Unpin) -> anyhow::Result<()> {
         r.read_exact(&mut data)
             .await
             .context("reading the container's output")?;
+        let data = rewrite(&data);
         if header[0] == 2 {
             std::io::stderr().write_all(&data)?;
         } else {
@@ -126,13 +135,22 @@ pub async fn demux(mut r: impl AsyncRead + Unpin) -> anyhow::Result<()> {
 /// An answer's body in Docker's multiplexed frames (`logs` of a container or a service)
 /// to this process's stdout and stderr.
 pub async fn demux_response(resp: hyper::Response<hyper::body::Incoming>) -> anyhow::Result<()> {
+    demux_response_with(resp, |data| data.to_vec()).await
+}
+
+/// As [`demux_response`], each frame's bytes passed through `rewrite` first.
+pub async fn demux_response_with(
+    resp: hyper::Response<hyper::body::Incoming>,
+    rewrite: impl Fn(&[u8]) -> Vec<u8>,
+) -> anyhow::Result<()> {
     let body = http_body_util::BodyStream::new(resp.into_body());
-    demux(tokio_util::io::StreamReader::new(
-        futures_util::TryStreamExt::map_ok(
+    demux_with(
+        tokio_util::io::StreamReader::new(futures_util::TryStreamExt::map_ok(
             futures_util::TryStreamExt::map_err(body, std::io::Error::other),
             |f: hyper::body::Frame<bytes::Bytes>| f.into_data().unwrap_or_default(),
-        ),
-    ))
+        )),
+        rewrite,
+    )
     .await
 }
 

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use base64::Engine as _;
 
 use super::ca::{JoinToken, Role, DEFAULT_CERT_VALIDITY};
+use super::dispatcher::tasks::LONG_POLL;
 use super::objects::{Availability, ManagerStatus, Node, NodeSpec, NodeState, NodeStatus};
 use super::raft::{raft_id, Forward, Member, Message};
 use super::rpc::{Joined, Request, Response};
@@ -143,6 +144,28 @@ impl Manager {
                     Err(e) => e.into(),
                 }
             }
+            Request::LogSubscriptions { active } => {
+                if let Some(redirect) = self.unless_leader() {
+                    return redirect;
+                }
+                let subscriptions = self
+                    .logs
+                    .subscriptions_for(&cert.node_id, &active, LONG_POLL)
+                    .await;
+                Response::LogSubscriptions { subscriptions }
+            }
+            Request::PublishLogs {
+                subscription,
+                messages,
+                done,
+            } => match self
+                .logs
+                .publish(&cert.node_id, subscription, messages, done)
+                .await
+            {
+                Ok(()) => Response::Done,
+                Err(e) => e.into(),
+            },
             Request::TaskStatus { updates } => {
                 if let Some(redirect) = self.unless_leader() {
                     return redirect;

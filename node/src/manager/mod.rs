@@ -14,6 +14,7 @@ pub mod ca;
 pub mod dispatcher;
 mod handler;
 mod leader;
+pub mod logbroker;
 mod network;
 pub mod objects;
 pub mod orchestrator;
@@ -43,6 +44,8 @@ pub struct Manager {
     pub store: Store,
     pub raft: Raft,
     pub dispatcher: Arc<Dispatcher>,
+    /// Service logs, from the nodes that run the tasks to `service logs`.
+    pub logs: Arc<logbroker::LogBroker>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -102,6 +105,7 @@ impl Manager {
             store,
             raft,
             dispatcher,
+            logs: Arc::default(),
             tasks,
         }))
     }

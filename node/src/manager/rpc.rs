@@ -34,6 +34,16 @@ pub enum Request {
     Assignments { known: Option<String> },
     /// A node reports what became of its tasks.
     TaskStatus { updates: Vec<StatusUpdate> },
+    /// A node asks which log subscriptions it should serve (a long poll, answered when
+    /// they differ from the `active` ones it serves).
+    LogSubscriptions { active: Vec<u64> },
+    /// A node sends lines of its tasks' logs for a subscription; `done` once it has sent
+    /// all it will (not following).
+    PublishLogs {
+        subscription: u64,
+        messages: Vec<LogMessage>,
+        done: bool,
+    },
     /// Managers only: a follower hands the leader a write or a membership change.
     Forward(Forward),
 }
@@ -58,6 +68,9 @@ pub enum Response {
         members: Vec<Member>,
     },
     /// Every task the node should know of, and the digest that names this set.
+    LogSubscriptions {
+        subscriptions: Vec<LogSubscription>,
+    },
     Assignments {
         digest: String,
         tasks: Vec<Task>,
@@ -89,4 +102,26 @@ pub struct Joined {
 pub struct StatusUpdate {
     pub task_id: String,
     pub status: TaskStatus,
+}
+
+/// Logs the leader's log broker wants from one node: which of its tasks' containers, and
+/// how (`docker service logs`' options).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct LogSubscription {
+    pub id: u64,
+    /// Task id and container name, for each of the node's tasks.
+    pub tasks: Vec<(String, String)>,
+    pub follow: bool,
+    pub tail: Option<usize>,
+    pub timestamps: bool,
+    pub stdout: bool,
+    pub stderr: bool,
+}
+
+/// One line of a task's log.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct LogMessage {
+    pub task_id: String,
+    pub stderr: bool,
+    pub line: String,
 }

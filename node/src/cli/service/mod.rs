@@ -459,15 +459,81 @@ async fn logs(
         }
     };
     let query = format!(
-        "stdout=1&stderr=1&follow={}&timestamps={}&tail={}",
+        "stdout=1&stderr=1&details=1&follow={}&timestamps={}&tail={}",
         follow as u8,
         timestamps as u8,
         escape(tail)
     );
+    let names = task_names(client).await;
     let resp = client
         .send(Method::GET, &format!("{target}?{query}"), Client::empty())
         .await?;
-    session::demux_response(resp).await
+    session::demux_response_with(resp, |line| prefix_line(line, &names)).await
+}
+
+/// Each task's name as docker prints it before its lines: `web.1.<task id>@<node>`.
+async fn task_names(client: &Client) -> std::collections::HashMap<String, String> {
+    let hosts: std::collections::HashMap<String, String> = client
+        .json::<Vec<Value>>(Method::GET, "/nodes")
+        .await
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|n| {
+            let id = n["ID"].as_str()?.to_string();
+            let name = n["Spec"]["Name"]
+                .as_str()
+                .filter(|s| !s.is_empty())
+                .or_else(|| n["Description"]["Hostname"].as_str())?;
+            Some((id, name.to_string()))
+        })
+        .collect();
+    let tasks = client
+        .json::<Vec<Value>>(Method::GET, "/tasks")
+        .await
+        .unwrap_or_default();
+    let services: std::collections::HashMap<String, String> = client
+        .json::<Vec<Value>>(Method::GET, "/services")
+        .await
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|s| {
+            Some((
+                s["ID"].as_str()?.to_string(),
+                s["Spec"]["Name"].as_str()?.to_string(),
+            ))
+        })
+        .collect();
+    tasks
+        .iter()
+        .filter_map(|t| {
+            let id = t["ID"].as_str()?;
+            let node = t["NodeID"].as_str().unwrap_or_default();
+            let service = services.get(t["ServiceID"].as_str()?)?;
+            let slot = match t["Slot"].as_u64() {
+                Some(n) if n > 0 => n.to_string(),
+                _ => node.to_string(),
+            };
+            let host = hosts.get(node).map(String::as_str).unwrap_or(node);
+            Some((id.to_string(), format!("{service}.{slot}.{id}@{host}")))
+        })
+        .collect()
+}
+
+/// A line with the daemon's details (`com.docker.swarm.task.id=...,... message`) as
+/// docker prints it: `web.1.<task>@node    | message`.
+fn prefix_line(line: &[u8], names: &std::collections::HashMap<String, String>) -> Vec<u8> {
+    let text = String::from_utf8_lossy(line);
+    let Some((details, message)) = text.split_once(' ') else {
+        return line.to_vec();
+    };
+    let Some(task) = details
+        .split(',')
+        .find_map(|kv| kv.strip_prefix("com.docker.swarm.task.id="))
+    else {
+        return line.to_vec();
+    };
+    let name = names.get(task).cloned().unwrap_or_else(|| task.to_string());
+    format!("{name}    | {message}").into_bytes()
 }
 
 #[cfg(test)]

@@ -1,0 +1,139 @@
+//! `GET /services/{id}/logs`: the logs of a service's tasks, gathered from the nodes
+//! that ran them through the leader's log broker, as a multiplexed stream. With
+//! `details`, each line starts with the task's labels, which the docker CLI turns into
+//! its `web.1.<task>@node | ` prefix.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+
+use super::containers::{async_stream, yes, LogsQuery, MULTIPLEXED};
+use super::error::ApiError;
+use crate::agent::executor::container_name;
+use crate::containers::logs::{self, Stream};
+use crate::daemon::Node as Daemon;
+use crate::manager::logbroker::LogEvent;
+use crate::manager::objects::{Service, Task};
+use crate::manager::rpc::LogSubscription;
+
+/// How long a non-following request waits for nodes that do not answer (down, cut off).
+const SILENT_NODES: Duration = Duration::from_secs(15);
+
+pub async fn logs(
+    State(daemon): State<Arc<Daemon>>,
+    Path(id): Path<String>,
+    Query(q): Query<LogsQuery>,
+) -> Result<Response, ApiError> {
+    let manager = daemon.swarm.manager().await.map_err(ApiError::swarm)?;
+    if !manager.raft.status().is_leader {
+        let leader = manager.raft.leader().map(|m| m.addr).unwrap_or_default();
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("service logs are gathered by the leader: ask the manager at {leader}"),
+        ));
+    }
+    let services = manager.store.list::<Service>()?;
+    let service = services
+        .iter()
+        .find(|s| s.id == id || s.spec.name == id)
+        .or_else(|| {
+            let mut prefixed = services.iter().filter(|s| s.id.starts_with(&id));
+            prefixed.next().filter(|_| prefixed.next().is_none())
+        })
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("service {id} not found")))?
+        .clone();
+    let (stdout, stderr) = (yes(&q.stdout), yes(&q.stderr));
+    if !stdout && !stderr {
+        return Err(ApiError::bad_request("you must choose at least one stream"));
+    }
+    let tail = q
+        .tail
+        .as_deref()
+        .filter(|t| *t != "all")
+        .map(str::parse::<usize>)
+        .transpose()
+        .map_err(|_| ApiError::bad_request("tail must be a number or \"all\""))?;
+    // Tasks that got as far as a container, grouped by the node that has it.
+    let tasks: Vec<Task> = manager
+        .store
+        .list::<Task>()?
+        .into_iter()
+        .filter(|t| {
+            t.service_id == service.id && !t.node_id.is_empty() && !t.status.container_id.is_empty()
+        })
+        .collect();
+    let mut by_node: HashMap<String, Vec<(String, String)>> = HashMap::new();
+    let mut details: HashMap<String, String> = HashMap::new();
+    for task in &tasks {
+        by_node
+            .entry(task.node_id.clone())
+            .or_default()
+            .push((task.id.clone(), container_name(task)));
+        details.insert(
+            task.id.clone(),
+            format!(
+                "com.docker.swarm.node.id={},com.docker.swarm.service.id={},com.docker.swarm.task.id={}",
+                task.node_id, service.id, task.id
+            ),
+        );
+    }
+    let follow = yes(&q.follow);
+    let with_details = yes(&q.details);
+    let nodes = by_node.len();
+    let mut subscribed = manager.logs.subscribe(
+        by_node,
+        LogSubscription {
+            id: 0,
+            tasks: Vec::new(),
+            follow,
+            tail,
+            timestamps: yes(&q.timestamps),
+            stdout,
+            stderr,
+        },
+    );
+    let frames = async_stream(move |tx| async move {
+        let mut done = 0;
+        let deadline = tokio::time::Instant::now() + SILENT_NODES;
+        while follow || done < nodes {
+            let event = if follow {
+                subscribed.events.recv().await
+            } else {
+                match tokio::time::timeout_at(deadline, subscribed.events.recv()).await {
+                    Ok(event) => event,
+                    Err(_) => return,
+                }
+            };
+            match event {
+                Some(LogEvent::Lines(lines)) => {
+                    for m in lines {
+                        let stream = if m.stderr {
+                            Stream::Stderr
+                        } else {
+                            Stream::Stdout
+                        };
+                        let text = match details.get(&m.task_id).filter(|_| with_details) {
+                            Some(d) => format!("{d} {}", m.line),
+                            None => m.line,
+                        };
+                        if tx.send(logs::frame(stream, text.as_bytes())).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+                Some(LogEvent::NodeDone(_)) => done += 1,
+                None => return,
+            }
+        }
+    });
+    Ok((
+        [(header::CONTENT_TYPE, MULTIPLEXED)],
+        Body::from_stream(frames),
+    )
+        .into_response())
+}
