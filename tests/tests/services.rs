@@ -12,6 +12,11 @@ use serde_json::Value;
 /// A swarm of `nodes` (node 1 the manager, the others workers, 1 s heartbeats) and a
 /// registry on its switch holding busybox; the image reference to use.
 fn swarm(prefix: &str, nodes: usize) -> (Swarm, Registry, String) {
+    swarm_of(prefix, nodes, nodes)
+}
+
+/// As [`swarm`], with only the first `joined` of the `nodes` in the swarm yet.
+fn swarm_of(prefix: &str, nodes: usize, joined: usize) -> (Swarm, Registry, String) {
     // The registry's port is chosen before the daemons start, so they can trust it.
     let port = covey_tests::free_port();
     let swarm = Swarm::start_with(prefix, nodes, |net: &Net| {
@@ -25,7 +30,7 @@ fn swarm(prefix: &str, nodes: usize) -> (Swarm, Registry, String) {
         .push("busybox", "busybox")
         .expect("pushing busybox");
     swarm.init();
-    for i in 2..=nodes {
+    for i in 2..=joined {
         swarm.join(i, "worker", 1);
     }
     eventually("every node ready", Duration::from_secs(30), || {
@@ -34,7 +39,7 @@ fn swarm(prefix: &str, nodes: usize) -> (Swarm, Registry, String) {
             .iter()
             .filter(|n| n["Status"]["State"] == "ready")
             .count();
-        (nodes_ready == nodes).then_some(())
+        (nodes_ready == joined).then_some(())
     });
     (swarm, registry, image)
 }
@@ -470,4 +475,53 @@ fn an_isolated_worker_that_reboots_brings_its_tasks_back() {
         swarm.node(1).log()
     );
     assert_eq!(running_on(&swarm, "pinned").len(), 2);
+}
+
+#[test]
+fn a_global_service_reaches_a_node_that_joins_later_and_jobs_complete() {
+    let (swarm, _registry, image) = swarm_of("svcglob", 3, 2);
+    swarm.node(1).covey_ok(&[
+        "service",
+        "create",
+        "-d",
+        "--name",
+        "everywhere",
+        "--mode",
+        "global",
+        &image,
+        "sleep",
+        "1d",
+    ]);
+    wait_running(&swarm, "everywhere", 2);
+    swarm.join(3, "worker", 1);
+    let on = wait_running(&swarm, "everywhere", 3);
+    assert!(on.contains_key(&node_id(&swarm, 3)), "{on:?}");
+
+    // A replicated job: three completions, two at a time; then nothing more runs.
+    swarm.node(1).covey_ok(&[
+        "service",
+        "create",
+        "-d",
+        "--name",
+        "batch",
+        "--mode",
+        "replicated-job",
+        "--replicas",
+        "3",
+        "--max-concurrent",
+        "2",
+        &image,
+        "sh",
+        "-c",
+        "sleep 1",
+    ]);
+    eventually("three completions", Duration::from_secs(60), || {
+        let done = tasks(&swarm, "batch")
+            .iter()
+            .filter(|t| t["Status"]["State"] == "complete")
+            .count();
+        (done == 3).then_some(())
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(tasks(&swarm, "batch").len(), 3, "a finished job ran again");
 }
