@@ -82,6 +82,12 @@ fn docker_cli_pulls_lists_loads_and_removes() {
     );
     let out = node.docker(&["service", "ls"]);
     assert!(
+        !out.status.success() && stderr(&out).contains("not a swarm manager"),
+        "{}",
+        stderr(&out)
+    );
+    let out = node.docker(&["network", "ls"]);
+    assert!(
         !out.status.success() && stderr(&out).contains("not supported by covey"),
         "{}",
         stderr(&out)
