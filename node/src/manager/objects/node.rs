@@ -113,3 +113,36 @@ pub struct ManagerStatus {
 }
 
 object!(Node, Kind::Node);
+
+impl Node {
+    /// A ready, active worker named `id` (host `host-<id>`, linux/x86_64, 4 CPUs and
+    /// 8 GiB), for tests of what reads nodes.
+    #[cfg(test)]
+    pub fn for_tests(id: &str) -> Node {
+        Node {
+            id: id.into(),
+            meta: Meta::default(),
+            spec: NodeSpec {
+                name: String::new(),
+                desired_role: Role::Worker,
+                availability: Availability::Active,
+                labels: BTreeMap::new(),
+            },
+            role: Role::Worker,
+            description: NodeDescription {
+                hostname: format!("host-{id}"),
+                os: "linux".into(),
+                architecture: "x86_64".into(),
+                engine_version: String::new(),
+                nano_cpus: 4_000_000_000,
+                memory_bytes: 8 << 30,
+            },
+            status: NodeStatus {
+                state: NodeState::Ready,
+                message: String::new(),
+                addr: String::new(),
+            },
+            manager_status: None,
+        }
+    }
+}

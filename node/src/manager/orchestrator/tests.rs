@@ -2,29 +2,11 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use super::*;
-use crate::manager::ca::Role;
 use crate::manager::objects::service::{RestartCondition, RestartPolicy};
-use crate::manager::objects::{NodeDescription, NodeSpec, NodeStatus, ServiceSpec};
+use crate::manager::objects::ServiceSpec;
 
 fn node(id: &str) -> Node {
-    Node {
-        id: id.into(),
-        meta: Meta::default(),
-        spec: NodeSpec {
-            name: String::new(),
-            desired_role: Role::Worker,
-            availability: Availability::Active,
-            labels: Default::default(),
-        },
-        role: Role::Worker,
-        description: NodeDescription::default(),
-        status: NodeStatus {
-            state: NodeState::Ready,
-            message: String::new(),
-            addr: String::new(),
-        },
-        manager_status: None,
-    }
+    Node::for_tests(id)
 }
 
 fn service(mode: ServiceMode) -> Service {
@@ -122,8 +104,9 @@ fn replicas_fill_their_slots_and_scaling_down_stops_the_highest() {
     assert_eq!(live, vec![1]);
 }
 
-#[test]
-fn a_task_on_a_down_node_is_replaced_and_kept_if_its_node_returns_first() {
+/// One replica running on node a, which then went down (and one round since); the
+/// replica's task id.
+fn one_replica_whose_node_went_down() -> (Sim, String) {
     let mut sim = Sim::new(
         service(ServiceMode::Replicated { replicas: 1 }),
         &["a", "b"],
@@ -133,6 +116,12 @@ fn a_task_on_a_down_node_is_replaced_and_kept_if_its_node_returns_first() {
     let original = sim.world.tasks[0].id.clone();
     sim.world.nodes.get_mut("a").unwrap().status.state = NodeState::Down;
     sim.round();
+    (sim, original)
+}
+
+#[test]
+fn a_task_on_a_down_node_is_replaced_and_kept_if_its_node_returns_first() {
+    let (mut sim, original) = one_replica_whose_node_went_down();
     assert_eq!(
         sim.live().len(),
         2,
@@ -152,15 +141,7 @@ fn a_task_on_a_down_node_is_replaced_and_kept_if_its_node_returns_first() {
 
 #[test]
 fn a_returning_node_with_a_replaced_task_stops_it() {
-    let mut sim = Sim::new(
-        service(ServiceMode::Replicated { replicas: 1 }),
-        &["a", "b"],
-    );
-    sim.round();
-    sim.run_all_on("a");
-    let original = sim.world.tasks[0].id.clone();
-    sim.world.nodes.get_mut("a").unwrap().status.state = NodeState::Down;
-    sim.round();
+    let (mut sim, original) = one_replica_whose_node_went_down();
     sim.run_all_on("b");
     sim.world.nodes.get_mut("a").unwrap().status.state = NodeState::Ready;
     sim.round();

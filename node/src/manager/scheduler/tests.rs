@@ -3,40 +3,14 @@ use std::collections::{BTreeMap, HashMap};
 use super::*;
 use crate::manager::ca::Role;
 use crate::manager::objects::service::{PlacementPreference, Platform, Reservations, SpreadOver};
-use crate::manager::objects::{
-    Availability, NodeDescription, NodeSpec, NodeState, NodeStatus, TaskState, TaskStatus,
-};
+use crate::manager::objects::{Availability, NodeState, TaskState, TaskStatus};
 use crate::manager::store::Meta;
 
 const GIB: i64 = 1 << 30;
 const CPU: i64 = 1_000_000_000;
 
 fn node(id: &str) -> Node {
-    Node {
-        id: id.into(),
-        meta: Meta::default(),
-        spec: NodeSpec {
-            name: String::new(),
-            desired_role: Role::Worker,
-            availability: Availability::Active,
-            labels: BTreeMap::new(),
-        },
-        role: Role::Worker,
-        description: NodeDescription {
-            hostname: format!("host-{id}"),
-            os: "linux".into(),
-            architecture: "x86_64".into(),
-            engine_version: String::new(),
-            nano_cpus: 4 * CPU,
-            memory_bytes: 8 * GIB,
-        },
-        status: NodeStatus {
-            state: NodeState::Ready,
-            message: String::new(),
-            addr: String::new(),
-        },
-        manager_status: None,
-    }
+    Node::for_tests(id)
 }
 
 fn labelled(id: &str, labels: &[(&str, &str)]) -> Node {
