@@ -30,6 +30,7 @@ pub mod metadata;
 pub mod platform;
 pub mod pull;
 pub mod reference;
+pub mod resolve;
 pub mod service;
 pub mod snapshot;
 pub mod unpack;

@@ -213,6 +213,29 @@ fn replicated_services_spread_scale_restart_and_go() {
     );
     swarm.node(1).covey_ok(&["service", "rm", "talk"]);
 
+    // The docker CLI pins the image's digest (asking the daemon's distribution endpoint)
+    // and records its platforms; the task runs from the pinned image.
+    let out = swarm.node(1).docker(&[
+        "service", "create", "-d", "--name", "pinned", &image, "sleep", "1d",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !String::from_utf8_lossy(&out.stderr).contains("could not be accessed"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_running(&swarm, "pinned", 1);
+    let spec = swarm.node(1).covey_ok(&["service", "inspect", "pinned"]);
+    assert!(
+        spec.contains("@sha256:") && spec.contains("amd64"),
+        "{spec}"
+    );
+    swarm.node(1).covey_ok(&["service", "rm", "pinned"]);
+
     // Removed: no container of it is left on any node.
     swarm.node(1).covey_ok(&["service", "rm", "web"]);
     eventually("web's containers gone", Duration::from_secs(30), || {
@@ -230,7 +253,7 @@ fn replicated_services_spread_scale_restart_and_go() {
 
 #[test]
 fn constraints_global_services_and_node_availability() {
-    let (swarm, _registry, image) = swarm("svcplace", 3);
+    let (swarm, registry, image) = swarm("svcplace", 3);
     let (n2, n3) = (node_id(&swarm, 2), node_id(&swarm, 3));
     swarm
         .node(1)
@@ -292,6 +315,22 @@ fn constraints_global_services_and_node_availability() {
             .covey_ok(&["service", "ps", "--no-trunc", "nowhere"]);
         (ps.contains("Pending") && ps.contains("no suitable node")).then_some(ps)
     });
+
+    // Only where the image's platform runs: an arm64-only image finds no node here.
+    let arm = registry
+        .push_with("multiarch", "armonly", &["--override-arch", "arm64"])
+        .expect("pushing an arm64 image");
+    swarm
+        .node(1)
+        .covey_ok(&["service", "create", "-d", "--name", "arm", &arm, "true"]);
+    eventually("the arm task's reason", Duration::from_secs(20), || {
+        let ps = swarm
+            .node(1)
+            .covey_ok(&["service", "ps", "--no-trunc", "arm"]);
+        (ps.contains("Pending") && ps.contains("platform")).then_some(ps)
+    });
+    let inspect = swarm.node(1).covey_ok(&["service", "inspect", "arm"]);
+    assert!(inspect.contains("arm64"), "{inspect}");
 
     // Global: one task on every node.
     swarm.node(1).covey_ok(&[

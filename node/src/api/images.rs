@@ -179,7 +179,7 @@ fn progress_bar(current: u64, total: u64) -> String {
 }
 
 /// The credentials the docker CLI sends in `X-Registry-Auth` (base64url of JSON).
-fn registry_auth(headers: &HeaderMap) -> Result<Option<Credentials>, ApiError> {
+pub(super) fn registry_auth(headers: &HeaderMap) -> Result<Option<Credentials>, ApiError> {
     let Some(value) = headers.get("x-registry-auth") else {
         return Ok(None);
     };

@@ -3,6 +3,7 @@
 //! `/v1.xx` prefix.
 
 mod containers;
+mod distribution;
 mod error;
 mod exec;
 mod filters;
@@ -74,6 +75,7 @@ pub fn app(node: Arc<Node>) -> App {
         .route("/nodes", get(nodes::list))
         .route("/nodes/{id}", get(nodes::inspect).delete(nodes::remove))
         .route("/nodes/{id}/update", post(nodes::update))
+        .route("/distribution/{*rest}", get(distribution::inspect))
         .route("/services", get(services::list))
         .route("/services/create", post(services::create))
         .route(

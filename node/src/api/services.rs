@@ -13,6 +13,7 @@ use super::error::ApiError;
 use super::filters::Filters;
 use super::time::rfc3339;
 use crate::daemon::Node as Daemon;
+use crate::manager::objects::service::Platform;
 use crate::manager::objects::{Node, Service, ServiceMode, ServiceSpec, Task, TaskState};
 use crate::manager::store::{Action, Meta};
 use crate::manager::{ca, Manager};
@@ -143,6 +144,10 @@ pub async fn create(
             format!("service {} already exists", spec.name),
         ));
     }
+    let mut warnings = Vec::new();
+    if spec.task_template.placement.platforms.is_empty() {
+        record_platforms(&daemon, &mut spec, &mut warnings).await;
+    }
     let service = Service {
         id: ca::new_id(),
         meta: Meta::default(),
@@ -156,7 +161,7 @@ pub async fn create(
         .await?;
     Ok((
         StatusCode::CREATED,
-        Json(json!({"ID": service.id, "Warnings": []})),
+        Json(json!({"ID": service.id, "Warnings": warnings})),
     ))
 }
 
@@ -194,6 +199,16 @@ pub async fn update(
     if std::mem::discriminant(&spec.mode) != std::mem::discriminant(&service.spec.mode) {
         return Err(ApiError::bad_request("service mode change is not allowed"));
     }
+    // A new image offers its own platforms, unless the client said which (the docker CLI
+    // does; covey's sends back the old ones).
+    let old = &service.spec.task_template;
+    let mut warnings = Vec::new();
+    if spec.task_template.container_spec.image != old.container_spec.image
+        && spec.task_template.placement.platforms == old.placement.platforms
+    {
+        spec.task_template.placement.platforms.clear();
+        record_platforms(&daemon, &mut spec, &mut warnings).await;
+    }
     // Only a change of what tasks run replaces them; scaling does not.
     if spec.task_template != service.spec.task_template {
         service.spec_version += 1;
@@ -203,7 +218,39 @@ pub async fn update(
         .store
         .propose(vec![Action::update(&service)?])
         .await?;
-    Ok(Json(json!({"Warnings": []})))
+    Ok(Json(json!({ "Warnings": warnings })))
+}
+
+/// Records the platforms the service's image offers, so that the scheduler places its
+/// tasks only where they can run. An image the registry does not answer for is a warning,
+/// not an error: nodes may reach a registry this manager cannot.
+async fn record_platforms(daemon: &Daemon, spec: &mut ServiceSpec, warnings: &mut Vec<String>) {
+    let image = spec.task_template.container_spec.image.clone();
+    let resolved = match image.parse::<covey_images::reference::Reference>() {
+        Ok(reference) => tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            daemon.images.resolve(&reference, None),
+        )
+        .await
+        .map_err(|_| "the registry did not answer within 10 s".to_string())
+        .and_then(|r| r.map_err(|e| e.to_string())),
+        Err(e) => Err(e.to_string()),
+    };
+    match resolved {
+        Ok(resolved) => {
+            spec.task_template.placement.platforms = resolved
+                .platforms
+                .into_iter()
+                .map(|p| Platform {
+                    architecture: p.architecture,
+                    os: p.os,
+                })
+                .collect();
+        }
+        Err(e) => warnings.push(format!(
+            "image {image} could not be accessed on a registry to record its platforms ({e}): its tasks may be placed on nodes that cannot run it"
+        )),
+    }
 }
 
 pub async fn remove(
