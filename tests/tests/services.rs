@@ -130,6 +130,9 @@ fn replicated_services_spread_scale_restart_and_go() {
         "web",
         "--replicas",
         "3",
+        // sleep, as PID 1, ignores SIGTERM: no need to wait Swarm's 10 s to kill it.
+        "--stop-grace-period",
+        "1s",
         &image,
         "sleep",
         "1d",
@@ -152,6 +155,26 @@ fn replicated_services_spread_scale_restart_and_go() {
     wait_running(&swarm, "web", 2);
     eventually(
         "scaled-down containers gone",
+        Duration::from_secs(30),
+        || {
+            let n: usize = (1..=3).map(|i| containers_on(&swarm, i, "web").len()).sum();
+            (n == 2).then_some(())
+        },
+    );
+
+    // A spec change replaces the tasks, one at a time, and waits for them.
+    let out = swarm
+        .node(1)
+        .covey_ok(&["service", "update", "--env-add", "COLOUR=blue", "web"]);
+    assert!(out.contains("converged"), "{out}");
+    let renewed = tasks(&swarm, "web")
+        .into_iter()
+        .filter(|t| t["DesiredState"] == "running" && t["Status"]["State"] == "running")
+        .filter(|t| t["Spec"]["ContainerSpec"]["Env"][0] == "COLOUR=blue")
+        .count();
+    assert_eq!(renewed, 2);
+    eventually(
+        "the old tasks' containers gone",
         Duration::from_secs(30),
         || {
             let n: usize = (1..=3).map(|i| containers_on(&swarm, i, "web").len()).sum();

@@ -10,7 +10,7 @@ use super::{new_task, Plan, World};
 use crate::manager::objects::{Service, Task, TaskState};
 
 /// Frees the slots of tasks that should not go on: on a node drained or gone, from an
-/// older spec, or ended and due for replacement. A task on a node that is Down keeps
+/// older spec (a few at a time), or ended and due for replacement. A task on a node that is Down keeps
 /// its desired state but not its slot: if the node comes back with it still running
 /// while its replacement waits for a node, it is the replacement that goes (no restart
 /// for a device that was only cut off). Returns the tasks that hold their slot.
@@ -28,6 +28,7 @@ pub(super) fn holders<'a>(
         slots.entry(by_slot(task)).or_default().push(task);
     }
     let mut holders = Vec::new();
+    let mut outdated = Vec::new();
     for task in tasks.iter().copied() {
         if task.desired_state > TaskState::Running {
             continue;
@@ -37,9 +38,13 @@ pub(super) fn holders<'a>(
             continue;
         }
         let placed_away = placed && !world.node_keeps_tasks(&task.node_id);
-        let outdated = task.spec_version < service.spec_version;
-        if placed_away || outdated {
+        let old_spec = task.spec_version < service.spec_version;
+        if placed_away || (old_spec && task.status.state.is_terminal()) {
             plan.set_desired(task, TaskState::Shutdown);
+            continue;
+        }
+        if old_spec {
+            outdated.push(task);
             continue;
         }
         if task.status.state.is_terminal() {
@@ -54,7 +59,39 @@ pub(super) fn holders<'a>(
         }
         holders.push(task);
     }
+    // A new spec replaces running tasks a few at a time (`UpdateConfig.Parallelism`,
+    // Swarm's default 1; 0 for all at once), each batch once the last one runs: an update
+    // never takes down more than that. The others keep their slots meanwhile.
+    let parallelism = update_parallelism(service);
+    let starting = holders
+        .iter()
+        .filter(|t| t.status.state < TaskState::Running)
+        .count();
+    let budget = if parallelism == 0 {
+        outdated.len()
+    } else {
+        parallelism.saturating_sub(starting)
+    };
+    outdated.sort_by_key(|t| by_slot(t));
+    for (i, task) in outdated.into_iter().enumerate() {
+        if i < budget {
+            plan.set_desired(task, TaskState::Shutdown);
+        } else {
+            holders.push(task);
+        }
+    }
     holders
+}
+
+/// How many tasks an update replaces at once: the spec's `UpdateConfig.Parallelism`.
+fn update_parallelism(service: &Service) -> usize {
+    service
+        .spec
+        .extra
+        .get("UpdateConfig")
+        .and_then(|c| c.get("Parallelism"))
+        .and_then(|p| p.as_u64())
+        .map_or(1, |p| p as usize)
 }
 
 pub(super) fn reconcile(

@@ -271,3 +271,28 @@ fn history_is_bounded_and_removed_services_tasks_go() {
         "ended tasks of a removed service are deleted"
     );
 }
+
+#[test]
+fn a_new_spec_replaces_tasks_one_at_a_time() {
+    let mut sim = Sim::new(service(ServiceMode::Replicated { replicas: 3 }), &["a"]);
+    sim.round();
+    sim.run_all_on("a");
+    if let Some(s) = sim.world.services.get_mut("svc") {
+        s.spec_version = 2;
+    }
+    let new_ones = |sim: &Sim| sim.live().iter().filter(|t| t.spec_version == 2).count();
+    sim.round();
+    assert_eq!(new_ones(&sim), 1, "one slot at a time");
+    assert_eq!(sim.live().len(), 3, "the other two keep running meanwhile");
+    sim.round();
+    assert_eq!(new_ones(&sim), 1, "the next waits for the first to run");
+    sim.run_all_on("a");
+    sim.round();
+    assert_eq!(new_ones(&sim), 2);
+    sim.run_all_on("a");
+    sim.round();
+    sim.run_all_on("a");
+    sim.round();
+    assert_eq!(new_ones(&sim), 3);
+    assert_eq!(sim.live().len(), 3);
+}
