@@ -224,6 +224,16 @@ fn replicated_services_spread_scale_restart_and_go() {
     for slot in ["talk.1.", "talk.2."] {
         assert!(logs.lines().any(|l| l.starts_with(slot)), "{logs}");
     }
+    let one = tasks(&swarm, "talk")[0]["ID"]
+        .as_str()
+        .expect("a task id")
+        .to_string();
+    let out = swarm.node(1).covey_ok(&["service", "logs", &one]);
+    assert_eq!(
+        out.lines().filter(|l| l.contains("| hello from")).count(),
+        1,
+        "{out}"
+    );
     let docker = swarm.node(1).docker(&["service", "logs", "talk"]);
     let docker = String::from_utf8_lossy(&docker.stdout);
     assert_eq!(

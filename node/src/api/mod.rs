@@ -86,6 +86,7 @@ pub fn app(node: Arc<Node>) -> App {
         .route("/services/{id}/logs", get(service_logs::logs))
         .route("/tasks", get(services::tasks))
         .route("/tasks/{id}", get(services::task))
+        .route("/tasks/{id}/logs", get(service_logs::task_logs))
         .fallback(error::unsupported)
         .with_state(node);
     // Versions are negotiated, not routed: strip the prefix before routing.

@@ -29,6 +29,39 @@ pub async fn logs(
     Path(id): Path<String>,
     Query(q): Query<LogsQuery>,
 ) -> Result<Response, ApiError> {
+    gather(&daemon, &id, None, q).await
+}
+
+/// `GET /tasks/{id}/logs`: one task's, the same way.
+pub async fn task_logs(
+    State(daemon): State<Arc<Daemon>>,
+    Path(id): Path<String>,
+    Query(q): Query<LogsQuery>,
+) -> Result<Response, ApiError> {
+    let manager = daemon.swarm.manager().await.map_err(ApiError::swarm)?;
+    let tasks = manager.store.list::<Task>()?;
+    let mut found = tasks.iter().filter(|t| t.id.starts_with(&id));
+    let task = match (found.next(), found.next()) {
+        (Some(task), None) => task.clone(),
+        (None, _) => {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                format!("task {id} not found"),
+            ))
+        }
+        _ => return Err(ApiError::bad_request(format!("task {id} is ambiguous"))),
+    };
+    gather(&daemon, &task.service_id, Some(&task.id), q).await
+}
+
+/// The logs of service `id`'s tasks (only `task`, if given).
+async fn gather(
+    daemon: &Daemon,
+    id: &str,
+    task: Option<&str>,
+    q: LogsQuery,
+) -> Result<Response, ApiError> {
+    let id = id.to_string();
     let manager = daemon.swarm.manager().await.map_err(ApiError::swarm)?;
     if !manager.raft.status().is_leader {
         let leader = manager.raft.leader().map(|m| m.addr).unwrap_or_default();
@@ -64,7 +97,10 @@ pub async fn logs(
         .list::<Task>()?
         .into_iter()
         .filter(|t| {
-            t.service_id == service.id && !t.node_id.is_empty() && !t.status.container_id.is_empty()
+            t.service_id == service.id
+                && task.is_none_or(|only| t.id == only)
+                && !t.node_id.is_empty()
+                && !t.status.container_id.is_empty()
         })
         .collect();
     let mut by_node: HashMap<String, Vec<(String, String)>> = HashMap::new();
