@@ -122,12 +122,16 @@ pub async fn demux_with(
             .await
             .context("reading the container's output")?;
         let data = rewrite(&data);
-        if header[0] == 2 {
-            std::io::stderr().write_all(&data)?;
+        let written = if header[0] == 2 {
+            std::io::stderr().write_all(&data)
         } else {
             let mut out = std::io::stdout().lock();
-            out.write_all(&data)?;
-            out.flush()?;
+            out.write_all(&data).and_then(|()| out.flush())
+        };
+        match written {
+            // The reader went (`| head`): that is the end, not an error.
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(()),
+            other => other?,
         }
     }
 }
