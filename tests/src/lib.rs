@@ -454,7 +454,17 @@ impl Daemon {
 impl Drop for Daemon {
     fn drop(&mut self) {
         // The daemon leaves containers running when it stops, by design: a test removes
-        // its own, so nothing outlives it.
+        // its own, so nothing outlives it. A swarm node leaves first, so that its agent
+        // makes no more (bounded: a manager without quorum waits on Raft).
+        if self.child.is_some() {
+            let _ = Command::new("timeout")
+                .arg("10")
+                .arg(covey_bin())
+                .arg("-H")
+                .arg(self.host())
+                .args(["swarm", "leave", "--force"])
+                .output();
+        }
         let ids = self.covey(&["container", "ls", "-aq"]);
         for id in String::from_utf8_lossy(&ids.stdout).split_whitespace() {
             let _ = self.covey(&["container", "rm", "-f", id]);

@@ -461,7 +461,9 @@ impl Swarm {
             }
         }
         let node_id = current.state.node_id.clone();
-        // Swarm removes a node's task containers when it leaves.
+        // Swarm removes a node's task containers when it leaves; the agent stops first,
+        // so that no assignment arrives meanwhile.
+        current.agent.abort();
         if let Some(worker) = &current.worker {
             worker.leave().await;
         }
