@@ -107,20 +107,7 @@ impl ImageService {
         });
 
         let config = &manifest.config;
-        if config.size > MAX_MANIFEST_BYTES as u64 {
-            return Err(Error::Internal(format!(
-                "{reference}: image config is {} bytes",
-                config.size
-            )));
-        }
-        self.content
-            .ingest(
-                &config.digest,
-                config.size,
-                &repo.blob(&config.digest),
-                &|_| {},
-            )
-            .await?;
+        self.fetch_config(reference, &repo, &manifest).await?;
 
         let already = self.with_meta(|m| {
             m.get(&config.digest).is_some_and(|img| {
@@ -249,6 +236,33 @@ impl ImageService {
                 .cloned()
                 .ok_or_else(|| Error::Internal("image vanished while recording it".into()))
         })
+    }
+}
+
+impl ImageService {
+    /// Fetches `manifest`'s config into the store (bounded, verified by its digest).
+    pub(crate) async fn fetch_config(
+        &self,
+        reference: &Reference,
+        repo: &crate::distribution::Repository,
+        manifest: &ImageManifest,
+    ) -> Result<(), Error> {
+        let config = &manifest.config;
+        if config.size > MAX_MANIFEST_BYTES as u64 {
+            return Err(Error::Internal(format!(
+                "{reference}: image config is {} bytes",
+                config.size
+            )));
+        }
+        self.content
+            .ingest(
+                &config.digest,
+                config.size,
+                &repo.blob(&config.digest),
+                &|_| {},
+            )
+            .await?;
+        Ok(())
     }
 }
 

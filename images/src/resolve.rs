@@ -42,25 +42,11 @@ impl ImageService {
             Manifest::Image(manifest) => {
                 // One platform, named in the config: fetched into the store (verified,
                 // and a later pull needs it anyway).
-                let config = &manifest.config;
-                if config.size > MAX_MANIFEST_BYTES as u64 {
-                    return Err(Error::Internal(format!(
-                        "{reference}: image config is {} bytes",
-                        config.size
-                    )));
-                }
                 let _lease = self.gc_lock.read().await;
-                self.content
-                    .ingest(
-                        &config.digest,
-                        config.size,
-                        &repo.blob(&config.digest),
-                        &|_| {},
-                    )
-                    .await?;
+                self.fetch_config(reference, &repo, &manifest).await?;
                 let bytes = self
                     .content
-                    .read(&config.digest, MAX_MANIFEST_BYTES as u64)?;
+                    .read(&manifest.config.digest, MAX_MANIFEST_BYTES as u64)?;
                 let parsed = ImageConfig::parse(&bytes, manifest.layers.len())?;
                 (manifest.media_type, vec![parsed.platform()])
             }
