@@ -14,7 +14,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 
+pub mod bench;
 pub mod cluster;
+pub mod dockerd;
 pub mod swarm;
 
 pub fn workspace() -> PathBuf {
