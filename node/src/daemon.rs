@@ -72,10 +72,7 @@ pub async fn run(config: DaemonConfig) -> anyhow::Result<()> {
         crate::VERSION
     );
 
-    let executor = crate::agent::executor::Executor {
-        containers: containers.clone(),
-        images: images.clone(),
-    };
+    let executor = crate::agent::executor::Executor::new(containers.clone(), images.clone());
     let swarm = Swarm::open(&config.data_root, Some(executor))
         .await
         .context("starting this node's swarm membership")?;

@@ -3,6 +3,7 @@
 //! node's own container store (so `docker ps` shows task containers). Each step is
 //! reported as Swarm's task states.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -23,6 +24,19 @@ use crate::manager::store::now_secs;
 pub struct Executor {
     pub containers: Arc<Containers>,
     pub images: Arc<ImageService>,
+    /// One pull per image at a time: the tasks of a new service all want the same image
+    /// at once, and the first pull serves them all.
+    pub pulling: Arc<std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
+}
+
+impl Executor {
+    pub fn new(containers: Arc<Containers>, images: Arc<ImageService>) -> Self {
+        Executor {
+            containers,
+            images,
+            pulling: Arc::default(),
+        }
+    }
 }
 
 /// Swarm's default grace between the stop signal and SIGKILL.
@@ -200,6 +214,14 @@ impl Controller {
 
     /// The image, pulled if this node lacks it.
     async fn pull(&self, image: &str) -> Result<(), String> {
+        if self.exec.images.get(image).is_ok() {
+            return Ok(());
+        }
+        let lock = {
+            let mut pulling = self.exec.pulling.lock().unwrap_or_else(|p| p.into_inner());
+            pulling.entry(image.to_string()).or_default().clone()
+        };
+        let _one_at_a_time = lock.lock().await;
         if self.exec.images.get(image).is_ok() {
             return Ok(());
         }
