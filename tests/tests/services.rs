@@ -569,6 +569,49 @@ fn a_global_service_reaches_a_node_that_joins_later_and_jobs_complete() {
     let on = wait_running(&swarm, "everywhere", 3);
     assert!(on.contains_key(&node_id(&swarm, 3)), "{on:?}");
 
+    // Bad input is refused, naming what was wrong, and leaves what is stored alone.
+    let err =
+        swarm
+            .node(1)
+            .covey_err(&["service", "create", "--name", "everywhere", &image, "true"]);
+    assert!(err.contains("already exists"), "{err}");
+    let err = swarm.node(1).covey_err(&[
+        "service",
+        "create",
+        "--name",
+        "bad",
+        "--constraint",
+        "node.labels.zone=east",
+        &image,
+    ]);
+    assert!(
+        err.contains("node.labels.zone=east") && err.contains("=="),
+        "{err}"
+    );
+    let err = swarm.node(1).covey_err(&[
+        "service",
+        "create",
+        "--name",
+        "bad",
+        "--mount",
+        "type=bind,source=relative,target=/x",
+        &image,
+    ]);
+    assert!(err.contains("relative"), "{err}");
+    let err = swarm
+        .node(1)
+        .covey_err(&["service", "create", "--name", "bad", "not a reference!"]);
+    assert!(err.contains("not a reference!"), "{err}");
+    let err = swarm
+        .node(1)
+        .covey_err(&["service", "scale", "everywhere=3"]);
+    assert!(err.contains("replicated"), "{err}");
+    let err = swarm.node(1).covey_err(&["service", "scale", "nosuch=3"]);
+    assert!(err.contains("nosuch"), "{err}");
+    let ls = swarm.node(1).covey_ok(&["service", "ls"]);
+    assert!(!ls.contains(" bad "), "{ls}");
+    assert_eq!(running_on(&swarm, "everywhere").len(), 3);
+
     // A replicated job: three completions, two at a time; then nothing more runs.
     swarm.node(1).covey_ok(&[
         "service",
