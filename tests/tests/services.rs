@@ -628,7 +628,7 @@ fn a_global_service_reaches_a_node_that_joins_later_and_jobs_complete() {
         &image,
         "sh",
         "-c",
-        "sleep 1",
+        "echo done on $(hostname); sleep 1",
     ]);
     eventually("three completions", Duration::from_secs(60), || {
         let done = tasks(&swarm, "batch")
@@ -639,4 +639,18 @@ fn a_global_service_reaches_a_node_that_joins_later_and_jobs_complete() {
     });
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(tasks(&swarm, "batch").len(), 3, "a finished job ran again");
+
+    // Logs asked of a manager that does not lead come through the leader.
+    let n2 = node_id(&swarm, 2);
+    swarm.node(1).covey_ok(&["node", "promote", &n2]);
+    let logs = eventually(
+        "the job's logs through a follower",
+        Duration::from_secs(60),
+        || {
+            let out = swarm.node(2).covey(&["service", "logs", "batch"]);
+            let out = String::from_utf8_lossy(&out.stdout).into_owned();
+            (out.lines().filter(|l| l.contains("| done on")).count() == 3).then_some(out)
+        },
+    );
+    assert!(logs.lines().all(|l| l.starts_with("batch.")), "{logs}");
 }

@@ -3,7 +3,8 @@
 //! `details`, each line starts with the task's labels, which the docker CLI turns into
 //! its `web.1.<task>@node | ` prefix.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,9 +18,12 @@ use super::error::ApiError;
 use crate::agent::executor::container_name;
 use crate::containers::logs::{self, Stream};
 use crate::daemon::Node as Daemon;
-use crate::manager::logbroker::LogEvent;
+use crate::manager::ca::Role;
+use crate::manager::logbroker::{LogEvent, Subscribed};
 use crate::manager::objects::{Service, Task};
-use crate::manager::rpc::LogSubscription;
+use crate::manager::rpc::{LogSubscription, RemoteLogs, Request, Response as Reply};
+use crate::manager::Manager;
+use crate::transport::Transport;
 
 /// How long a non-following request waits for nodes that do not answer (down, cut off).
 const SILENT_NODES: Duration = Duration::from_secs(15);
@@ -63,13 +67,6 @@ async fn gather(
 ) -> Result<Response, ApiError> {
     let id = id.to_string();
     let manager = daemon.swarm.manager().await.map_err(ApiError::swarm)?;
-    if !manager.raft.status().is_leader {
-        let leader = manager.raft.leader().map(|m| m.addr).unwrap_or_default();
-        return Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("service logs are gathered by the leader: ask the manager at {leader}"),
-        ));
-    }
     let services = manager.store.list::<Service>()?;
     let service = services
         .iter()
@@ -121,26 +118,24 @@ async fn gather(
     let follow = yes(&q.follow);
     let with_details = yes(&q.details);
     let nodes = by_node.len();
-    let mut subscribed = manager.logs.subscribe(
-        by_node,
-        LogSubscription {
-            id: 0,
-            tasks: Vec::new(),
-            follow,
-            tail,
-            timestamps: yes(&q.timestamps),
-            stdout,
-            stderr,
-        },
-    );
+    let template = LogSubscription {
+        id: 0,
+        tasks: Vec::new(),
+        follow,
+        tail,
+        timestamps: yes(&q.timestamps),
+        stdout,
+        stderr,
+    };
+    let mut source = Source::open(&manager, by_node, template).await?;
     let frames = async_stream(move |tx| async move {
         let mut done = 0;
         let deadline = tokio::time::Instant::now() + SILENT_NODES;
         while follow || done < nodes {
             let event = if follow {
-                subscribed.events.recv().await
+                source.next().await
             } else {
-                match tokio::time::timeout_at(deadline, subscribed.events.recv()).await {
+                match tokio::time::timeout_at(deadline, source.next()).await {
                     Ok(event) => event,
                     Err(_) => return,
                 }
@@ -172,4 +167,115 @@ async fn gather(
         Body::from_stream(frames),
     )
         .into_response())
+}
+
+/// Where a request's log lines come from: this manager's broker if it leads, else the
+/// leader's, fetched over the transport.
+enum Source {
+    Local(Subscribed),
+    Remote(Remote),
+}
+
+struct Remote {
+    transport: Transport,
+    leader: SocketAddr,
+    id: u64,
+    pending: VecDeque<LogEvent>,
+}
+
+/// How long one fetch from the leader may take (it waits up to 5 s for lines).
+const FETCH_TIMEOUT: Duration = Duration::from_secs(15);
+
+impl Source {
+    async fn open(
+        manager: &Manager,
+        tasks: HashMap<String, Vec<(String, String)>>,
+        template: LogSubscription,
+    ) -> Result<Source, ApiError> {
+        if manager.raft.status().is_leader {
+            return Ok(Source::Local(manager.logs.subscribe(tasks, template)));
+        }
+        let unavailable = |why: String| {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("service logs: the leader could not be asked: {why}"),
+            )
+        };
+        let leader: SocketAddr = manager
+            .raft
+            .leader()
+            .and_then(|m| m.addr.parse().ok())
+            .ok_or_else(|| unavailable("no leader known".into()))?;
+        let mut remote = Remote {
+            transport: manager.transport.clone(),
+            leader,
+            id: 0,
+            pending: VecDeque::new(),
+        };
+        match remote.call(RemoteLogs::Subscribe { tasks, template }).await {
+            Ok(Reply::LogEvents { id, .. }) => {
+                remote.id = id;
+                Ok(Source::Remote(remote))
+            }
+            other => Err(unavailable(format!("{other:?}"))),
+        }
+    }
+
+    async fn next(&mut self) -> Option<LogEvent> {
+        match self {
+            Source::Local(subscribed) => subscribed.events.recv().await,
+            Source::Remote(remote) => loop {
+                if let Some(event) = remote.pending.pop_front() {
+                    return Some(event);
+                }
+                let Ok(Reply::LogEvents {
+                    lines,
+                    done,
+                    closed,
+                    ..
+                }) = remote.call(RemoteLogs::Fetch { id: remote.id }).await
+                else {
+                    return None;
+                };
+                if !lines.is_empty() {
+                    remote.pending.push_back(LogEvent::Lines(lines));
+                }
+                remote
+                    .pending
+                    .extend(done.into_iter().map(LogEvent::NodeDone));
+                if closed && remote.pending.is_empty() {
+                    return None;
+                }
+            },
+        }
+    }
+}
+
+impl Remote {
+    async fn call(&self, request: RemoteLogs) -> Result<Reply, String> {
+        call_leader(&self.transport, self.leader, request).await
+    }
+}
+
+async fn call_leader(
+    transport: &Transport,
+    leader: SocketAddr,
+    request: RemoteLogs,
+) -> Result<Reply, String> {
+    let body = serde_json::to_vec(&Request::RemoteLogs(request)).map_err(|e| e.to_string())?;
+    let reply = transport
+        .call(leader, Role::Manager.server_name(), body, FETCH_TIMEOUT)
+        .await
+        .map_err(|e| e.to_string())?;
+    serde_json::from_slice(&reply).map_err(|e| e.to_string())
+}
+
+impl Drop for Remote {
+    /// The client went: the leader's subscription goes too (else it lapses unfetched).
+    fn drop(&mut self) {
+        let (transport, leader, id) = (self.transport.clone(), self.leader, self.id);
+        tokio::spawn(async move {
+            let _ = call_leader(&transport, leader, RemoteLogs::Cancel { id }).await;
+        });
+    }
 }

@@ -6,9 +6,12 @@ use base64::Engine as _;
 
 use super::ca::{JoinToken, Role, DEFAULT_CERT_VALIDITY};
 use super::dispatcher::tasks::LONG_POLL;
+
+/// How long a follower's fetch of remote logs waits for lines.
+const REMOTE_FETCH: std::time::Duration = std::time::Duration::from_secs(5);
 use super::objects::{Availability, ManagerStatus, Node, NodeSpec, NodeState, NodeStatus};
 use super::raft::{raft_id, Forward, Member, Message};
-use super::rpc::{Joined, Request, Response};
+use super::rpc::{Joined, RemoteLogs, Request, Response};
 use super::store::{Action, Error, ErrorKind};
 use super::Manager;
 use crate::transport::{BoxFuture, Handler, Peer};
@@ -173,6 +176,35 @@ impl Manager {
                 match self.dispatcher.update_status(&cert.node_id, &updates).await {
                     Ok(()) => Response::Done,
                     Err(e) => e.into(),
+                }
+            }
+            Request::RemoteLogs(remote) => {
+                if cert.role != Role::Manager {
+                    return refuse(ErrorKind::Conflict, "only managers may ask for remote logs");
+                }
+                if let Some(redirect) = self.unless_leader() {
+                    return redirect;
+                }
+                match remote {
+                    RemoteLogs::Subscribe { tasks, template } => Response::LogEvents {
+                        id: self.logs.subscribe_remote(tasks, template),
+                        lines: Vec::new(),
+                        done: Vec::new(),
+                        closed: false,
+                    },
+                    RemoteLogs::Fetch { id } => {
+                        let (lines, done, closed) = self.logs.fetch(id, REMOTE_FETCH).await;
+                        Response::LogEvents {
+                            id,
+                            lines,
+                            done,
+                            closed,
+                        }
+                    }
+                    RemoteLogs::Cancel { id } => {
+                        self.logs.cancel(id);
+                        Response::Done
+                    }
                 }
             }
             Request::Forward(forward) => {

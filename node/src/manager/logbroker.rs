@@ -5,7 +5,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, watch};
 
@@ -36,13 +36,23 @@ pub struct LogBroker {
     inner: Mutex<Subscriptions>,
     /// Bumped on every change of the subscriptions, to wake nodes' long polls.
     changed: watch::Sender<u64>,
+    /// Subscriptions made for followers' `service logs`, fetched by them, and when each
+    /// was last fetched (one not fetched for [`REMOTE_IDLE`] is dropped).
+    remote: Mutex<HashMap<u64, (Shared, Instant)>>,
 }
+
+/// A follower's subscription, which its fetches take in turn.
+type Shared = Arc<tokio::sync::Mutex<Subscribed>>;
+
+/// How long a follower's subscription lives unfetched: its client went, or the follower.
+const REMOTE_IDLE: Duration = Duration::from_secs(60);
 
 impl Default for LogBroker {
     fn default() -> Self {
         LogBroker {
             inner: Mutex::new(Subscriptions::default()),
             changed: watch::channel(0).0,
+            remote: Mutex::new(HashMap::new()),
         }
     }
 }
@@ -96,6 +106,65 @@ impl LogBroker {
             id,
             events,
         }
+    }
+
+    /// A subscription on behalf of a follower, which fetches its events; its id.
+    pub fn subscribe_remote(
+        self: &Arc<Self>,
+        tasks: HashMap<String, Vec<(String, String)>>,
+        template: LogSubscription,
+    ) -> u64 {
+        let subscribed = self.subscribe(tasks, template);
+        let id = subscribed.id;
+        let mut remote = self.remote.lock().unwrap_or_else(|p| p.into_inner());
+        remote.retain(|_, (_, used)| used.elapsed() < REMOTE_IDLE);
+        remote.insert(
+            id,
+            (
+                Arc::new(tokio::sync::Mutex::new(subscribed)),
+                Instant::now(),
+            ),
+        );
+        id
+    }
+
+    /// What arrived for follower subscription `id` (waiting up to `wait` for something):
+    /// lines, nodes done, and whether it is over (or unknown).
+    pub async fn fetch(&self, id: u64, wait: Duration) -> (Vec<LogMessage>, Vec<String>, bool) {
+        let subscribed = {
+            let mut remote = self.remote.lock().unwrap_or_else(|p| p.into_inner());
+            match remote.get_mut(&id) {
+                Some((s, used)) => {
+                    *used = Instant::now();
+                    s.clone()
+                }
+                None => return (Vec::new(), Vec::new(), true),
+            }
+        };
+        let mut subscribed = subscribed.lock().await;
+        let (mut lines, mut done) = (Vec::new(), Vec::new());
+        let mut take = |event: LogEvent| match event {
+            LogEvent::Lines(l) => lines.extend(l),
+            LogEvent::NodeDone(n) => done.push(n),
+        };
+        match tokio::time::timeout(wait, subscribed.events.recv()).await {
+            Ok(Some(event)) => take(event),
+            Ok(None) => return (Vec::new(), Vec::new(), true),
+            Err(_) => {}
+        }
+        while let Ok(event) = subscribed.events.try_recv() {
+            take(event);
+        }
+        (lines, done, false)
+    }
+
+    pub fn cancel(&self, id: u64) {
+        let gone = self
+            .remote
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&id);
+        drop(gone);
     }
 
     /// The subscriptions `node` should serve, once they differ from `active` (or after

@@ -46,6 +46,8 @@ pub struct Manager {
     pub dispatcher: Arc<Dispatcher>,
     /// Service logs, from the nodes that run the tasks to `service logs`.
     pub logs: Arc<logbroker::LogBroker>,
+    /// To reach the leader (a follower's `service logs`).
+    pub transport: Transport,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -106,6 +108,7 @@ impl Manager {
             raft,
             dispatcher,
             logs: Arc::default(),
+            transport: config.transport,
             tasks,
         }))
     }

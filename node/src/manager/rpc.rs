@@ -46,6 +46,8 @@ pub enum Request {
     },
     /// Managers only: a follower hands the leader a write or a membership change.
     Forward(Forward),
+    /// Managers only: `service logs` asked of a follower, served by the leader's broker.
+    RemoteLogs(RemoteLogs),
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -70,6 +72,14 @@ pub enum Response {
     /// Every task the node should know of, and the digest that names this set.
     LogSubscriptions {
         subscriptions: Vec<LogSubscription>,
+    },
+    /// Lines of a remote log subscription, the nodes that sent all theirs, and whether it
+    /// ended.
+    LogEvents {
+        id: u64,
+        lines: Vec<LogMessage>,
+        done: Vec<String>,
+        closed: bool,
     },
     Assignments {
         digest: String,
@@ -124,4 +134,22 @@ pub struct LogMessage {
     pub task_id: String,
     pub stderr: bool,
     pub line: String,
+}
+
+/// A follower's `service logs`, through the leader's log broker.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum RemoteLogs {
+    /// Per node, its tasks' ids and container names; answered with the id (`LogEvents`).
+    Subscribe {
+        tasks: std::collections::HashMap<String, Vec<(String, String)>>,
+        template: LogSubscription,
+    },
+    /// What arrived since the last fetch (a long poll).
+    Fetch {
+        id: u64,
+    },
+    Cancel {
+        id: u64,
+    },
 }
