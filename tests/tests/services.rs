@@ -182,6 +182,17 @@ fn replicated_services_spread_scale_restart_and_go() {
         },
     );
 
+    // Rolled back: the spec before the update, its tasks replaced again.
+    let out = swarm.node(1).covey_ok(&["service", "rollback", "web"]);
+    assert!(out.contains("converged"), "{out}");
+    let env = swarm.node(1).covey_ok(&["service", "inspect", "web"]);
+    let env: Value = serde_json::from_str(&env).expect("inspect");
+    assert!(
+        env[0]["Spec"]["TaskTemplate"]["ContainerSpec"]["Env"].is_null(),
+        "{env}"
+    );
+    assert_eq!(running_on(&swarm, "web").len(), 2);
+
     // A container killed behind the orchestrator's back is replaced in its slot.
     let (node, name) = (1..=3)
         .find_map(|i| containers_on(&swarm, i, "web").pop().map(|n| (i, n)))
@@ -217,6 +228,8 @@ fn replicated_services_spread_scale_restart_and_go() {
         "echo hello from $(hostname); sleep 1d",
     ]);
     wait_running(&swarm, "talk", 2);
+    let err = swarm.node(1).covey_err(&["service", "rollback", "talk"]);
+    assert!(err.contains("does not have a previous spec"), "{err}");
     let logs = eventually("both tasks' logs", Duration::from_secs(20), || {
         let out = swarm.node(1).covey_ok(&["service", "logs", "talk"]);
         (out.lines().filter(|l| l.contains("| hello from")).count() == 2).then_some(out)

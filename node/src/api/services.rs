@@ -169,6 +169,8 @@ pub async fn create(
 #[serde(default)]
 pub struct UpdateQuery {
     version: Option<u64>,
+    /// `previous`: back to the spec before the last update (`service rollback`).
+    rollback: Option<String>,
 }
 
 pub async fn update(
@@ -188,7 +190,20 @@ pub async fn update(
             service.spec.name, service.meta.version
         )));
     }
-    let mut spec = parse_spec(&body)?;
+    let mut spec = match q.rollback.as_deref() {
+        None | Some("") => parse_spec(&body)?,
+        Some("previous") => service.previous_spec.clone().ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "service {} does not have a previous spec",
+                service.spec.name
+            ))
+        })?,
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "invalid rollback {other:?}: expected previous"
+            )))
+        }
+    };
     if spec.name.is_empty() {
         spec.name = service.spec.name.clone();
     }

@@ -93,6 +93,16 @@ pub enum ServiceCommand {
     },
     /// Update a service.
     Update(Box<UpdateArgs>),
+    /// Revert a service to the spec it had before its last update.
+    Rollback {
+        /// Exit immediately instead of waiting for the service to converge.
+        #[arg(short, long)]
+        detach: bool,
+        /// Print only the service's name, no progress.
+        #[arg(short, long)]
+        quiet: bool,
+        service: String,
+    },
 }
 
 pub async fn run(cmd: ServiceCommand, client: &Client) -> anyhow::Result<()> {
@@ -124,6 +134,11 @@ pub async fn run(cmd: ServiceCommand, client: &Client) -> anyhow::Result<()> {
         ServiceCommand::Rm { services } => rm(client, &services).await,
         ServiceCommand::Scale { detach, scales } => scale(client, detach, &scales).await,
         ServiceCommand::Update(a) => update(client, &a).await,
+        ServiceCommand::Rollback {
+            detach,
+            quiet,
+            service,
+        } => rollback(client, detach, quiet, &service).await,
     }
 }
 
@@ -184,12 +199,22 @@ fn filters_json(filters: &[(String, String)]) -> Value {
 /// Writes a spec back at the version it was read at: the daemon refuses it if the
 /// service changed meanwhile.
 async fn post_update(client: &Client, service: &Value, spec: &Value) -> anyhow::Result<()> {
+    post_update_with(client, service, spec, "").await
+}
+
+/// As [`post_update`], with more of the query (`&rollback=previous`).
+async fn post_update_with(
+    client: &Client,
+    service: &Value,
+    spec: &Value,
+    query: &str,
+) -> anyhow::Result<()> {
     let id = id_of(service)?;
     let version = service["Version"]["Index"].as_u64().unwrap_or(0);
     let resp = client
         .send(
             Method::POST,
-            &format!("/services/{}/update?version={version}", escape(&id)),
+            &format!("/services/{}/update?version={version}{query}", escape(&id)),
             Client::json_body(spec)?,
         )
         .await?;
@@ -223,6 +248,17 @@ async fn update(client: &Client, a: &UpdateArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     progress::wait(client, &id_of(&service)?, &a.service, a.common.quiet).await
+}
+
+/// `service rollback`: the daemon puts back the previous spec, as docker's does.
+async fn rollback(client: &Client, detach: bool, quiet: bool, name: &str) -> anyhow::Result<()> {
+    let service = get_service(client, name).await?;
+    post_update_with(client, &service, &service["Spec"], "&rollback=previous").await?;
+    println!("{name}");
+    if detach {
+        return Ok(());
+    }
+    progress::wait(client, &id_of(&service)?, name, quiet).await
 }
 
 async fn scale(client: &Client, detach: bool, scales: &[String]) -> anyhow::Result<()> {
