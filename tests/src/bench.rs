@@ -63,6 +63,16 @@ impl Cli {
     }
 }
 
+/// A benchmark setting from the environment: a whole number, or `default` when unset.
+pub fn env_u64(name: &str, default: u64) -> anyhow::Result<u64> {
+    match std::env::var(name) {
+        Ok(v) => v
+            .parse()
+            .with_context(|| format!("{name}={v:?}: a whole number expected")),
+        Err(_) => Ok(default),
+    }
+}
+
 pub fn stderr_line(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).trim().to_string()
 }

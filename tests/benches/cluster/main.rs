@@ -68,14 +68,7 @@ struct Config {
 
 impl Config {
     fn from_env() -> anyhow::Result<Config> {
-        fn var(name: &str, default: u64) -> anyhow::Result<u64> {
-            match std::env::var(name) {
-                Ok(v) => v
-                    .parse()
-                    .with_context(|| format!("{name}={v:?}: a whole number expected")),
-                Err(_) => Ok(default),
-            }
-        }
+        use covey_tests::bench::env_u64 as var;
         let cfg = Config {
             writes: usize::try_from(var("BENCH_WRITES", 100)?)?,
             throughput: Duration::from_secs(var("BENCH_THROUGHPUT_SECS", 10)?),
