@@ -53,15 +53,11 @@ pub async fn serve(managers: Managers, containers: Arc<Containers>) {
 /// Sends what the subscription asks of this node's tasks, then, following, what they
 /// print next, until the subscriber leaves.
 async fn publish(managers: Managers, containers: Arc<Containers>, sub: LogSubscription) {
-    let opts = ReadOptions {
+    let all = ReadOptions {
         stdout: sub.stdout,
         stderr: sub.stderr,
         timestamps: sub.timestamps,
-        tail: sub.tail,
-    };
-    let all = ReadOptions {
         tail: None,
-        ..opts.clone()
     };
     // Per task: its log file and how many of its lines were sent.
     let mut sources: Vec<(String, Option<std::path::PathBuf>, usize)> = Vec::new();
@@ -73,8 +69,11 @@ async fn publish(managers: Managers, containers: Arc<Containers>, sub: LogSubscr
             .map(|c| c.log_path().to_path_buf());
         let mut sent = 0;
         if let Some(path) = &path {
-            sent = logs::read(path, &all).len();
-            for (stream, line) in logs::read(path, &opts) {
+            // Read once: the whole log counts what was sent, its tail is what is sent.
+            let lines = logs::read(path, &all);
+            sent = lines.len();
+            let skip = sub.tail.map_or(0, |n| sent.saturating_sub(n));
+            for (stream, line) in lines.into_iter().skip(skip) {
                 batch.push(message(task_id, stream, line));
             }
         }

@@ -436,16 +436,8 @@ pub struct LogsQuery {
     pub(super) tail: Option<String>,
 }
 
-pub(super) fn yes(v: &Option<String>) -> bool {
-    matches!(v.as_deref(), Some("1" | "true" | "True"))
-}
-
-pub async fn logs(
-    State(node): State<Arc<Node>>,
-    Path(id): Path<String>,
-    Query(q): Query<LogsQuery>,
-) -> Result<Response, ApiError> {
-    let c = node.containers.get(&id)?;
+/// `docker logs`' options from its query, refused if they ask for no stream or a bad tail.
+pub(super) fn read_options(q: &LogsQuery) -> Result<ReadOptions, ApiError> {
     let opts = ReadOptions {
         stdout: yes(&q.stdout),
         stderr: yes(&q.stderr),
@@ -461,6 +453,20 @@ pub async fn logs(
     if !opts.stdout && !opts.stderr {
         return Err(ApiError::bad_request("you must choose at least one stream"));
     }
+    Ok(opts)
+}
+
+pub(super) fn yes(v: &Option<String>) -> bool {
+    matches!(v.as_deref(), Some("1" | "true" | "True"))
+}
+
+pub async fn logs(
+    State(node): State<Arc<Node>>,
+    Path(id): Path<String>,
+    Query(q): Query<LogsQuery>,
+) -> Result<Response, ApiError> {
+    let c = node.containers.get(&id)?;
+    let opts = read_options(&q)?;
     let follow = yes(&q.follow);
     let path = c.log_path().to_path_buf();
     let frames = async_stream(move |tx| async move {

@@ -13,14 +13,15 @@ use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 
-use super::containers::{async_stream, yes, LogsQuery, MULTIPLEXED};
+use super::containers::{async_stream, read_options, yes, LogsQuery, MULTIPLEXED};
 use super::error::ApiError;
+use super::services::{find, find_task};
 use crate::agent::executor::container_name;
 use crate::containers::logs::{self, Stream};
 use crate::daemon::Node as Daemon;
 use crate::manager::ca::Role;
 use crate::manager::logbroker::{LogEvent, Subscribed};
-use crate::manager::objects::{Service, Task};
+use crate::manager::objects::Task;
 use crate::manager::rpc::{LogSubscription, RemoteLogs, Request, Response as Reply};
 use crate::manager::Manager;
 use crate::transport::Transport;
@@ -43,18 +44,7 @@ pub async fn task_logs(
     Query(q): Query<LogsQuery>,
 ) -> Result<Response, ApiError> {
     let manager = daemon.swarm.manager().await.map_err(ApiError::swarm)?;
-    let tasks = manager.store.list::<Task>()?;
-    let mut found = tasks.iter().filter(|t| t.id.starts_with(&id));
-    let task = match (found.next(), found.next()) {
-        (Some(task), None) => task.clone(),
-        (None, _) => {
-            return Err(ApiError::new(
-                StatusCode::NOT_FOUND,
-                format!("task {id} not found"),
-            ))
-        }
-        _ => return Err(ApiError::bad_request(format!("task {id} is ambiguous"))),
-    };
+    let task = find_task(&manager, &id)?;
     gather(&daemon, &task.service_id, Some(&task.id), q).await
 }
 
@@ -65,29 +55,9 @@ async fn gather(
     task: Option<&str>,
     q: LogsQuery,
 ) -> Result<Response, ApiError> {
-    let id = id.to_string();
     let manager = daemon.swarm.manager().await.map_err(ApiError::swarm)?;
-    let services = manager.store.list::<Service>()?;
-    let service = services
-        .iter()
-        .find(|s| s.id == id || s.spec.name == id)
-        .or_else(|| {
-            let mut prefixed = services.iter().filter(|s| s.id.starts_with(&id));
-            prefixed.next().filter(|_| prefixed.next().is_none())
-        })
-        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("service {id} not found")))?
-        .clone();
-    let (stdout, stderr) = (yes(&q.stdout), yes(&q.stderr));
-    if !stdout && !stderr {
-        return Err(ApiError::bad_request("you must choose at least one stream"));
-    }
-    let tail = q
-        .tail
-        .as_deref()
-        .filter(|t| *t != "all")
-        .map(str::parse::<usize>)
-        .transpose()
-        .map_err(|_| ApiError::bad_request("tail must be a number or \"all\""))?;
+    let service = find(&manager, id)?;
+    let opts = read_options(&q)?;
     // Tasks that got as far as a container, grouped by the node that has it.
     let tasks: Vec<Task> = manager
         .store
@@ -122,10 +92,10 @@ async fn gather(
         id: 0,
         tasks: Vec::new(),
         follow,
-        tail,
-        timestamps: yes(&q.timestamps),
-        stdout,
-        stderr,
+        tail: opts.tail,
+        timestamps: opts.timestamps,
+        stdout: opts.stdout,
+        stderr: opts.stderr,
     };
     let mut source = Source::open(&manager, by_node, template).await?;
     let frames = async_stream(move |tx| async move {

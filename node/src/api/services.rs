@@ -66,7 +66,7 @@ pub async fn list(
 }
 
 /// A service by id, name or unique id prefix, as the docker CLI lets users name it.
-fn find(manager: &Manager, name: &str) -> Result<Service> {
+pub(super) fn find(manager: &Manager, name: &str) -> Result<Service> {
     let services = manager.store.list::<Service>()?;
     if let Some(s) = services
         .iter()
@@ -505,10 +505,15 @@ pub async fn task(
     Path(id): Path<String>,
 ) -> Result<Json<Value>> {
     let manager = manager(&daemon).await?;
+    Ok(Json(task_json(&find_task(&manager, &id)?)))
+}
+
+/// A task by id or unique id prefix.
+pub(super) fn find_task(manager: &Manager, id: &str) -> Result<Task> {
     let tasks = manager.store.list::<Task>()?;
-    let found: Vec<&Task> = tasks.iter().filter(|t| t.id.starts_with(&id)).collect();
+    let found: Vec<&Task> = tasks.iter().filter(|t| t.id.starts_with(id)).collect();
     match found.as_slice() {
-        [one] => Ok(Json(task_json(one))),
+        [one] => Ok((*one).clone()),
         [] => Err(ApiError::new(
             StatusCode::NOT_FOUND,
             format!("task {id} not found"),
