@@ -4,7 +4,9 @@
 mod client;
 mod container;
 mod daemon;
+mod filters;
 mod image;
+mod network;
 mod node;
 mod output;
 mod service;
@@ -53,6 +55,9 @@ enum Command {
     /// Manage services.
     #[command(subcommand)]
     Service(service::ServiceCommand),
+    /// Manage the swarm's overlay networks.
+    #[command(subcommand)]
+    Network(network::NetworkCommand),
     /// Show the covey version of the client and the daemon.
     Version(version::VersionArgs),
     /// The daemon's single-threaded helper that makes containers (started by the daemon).
@@ -104,6 +109,9 @@ pub fn main() -> ExitCode {
             Command::Node(cmd) => node::run(cmd, &Client::from_env(cli.host.as_deref())?).await,
             Command::Service(cmd) => {
                 service::run(cmd, &Client::from_env(cli.host.as_deref())?).await
+            }
+            Command::Network(cmd) => {
+                network::run(cmd, &Client::from_env(cli.host.as_deref())?).await
             }
             Command::Version(args) => {
                 version::run(args, &Client::from_env(cli.host.as_deref())?).await

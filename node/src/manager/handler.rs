@@ -406,6 +406,7 @@ impl Manager {
                 addr: peer.addr.ip().to_string(),
             },
             manager_status: manager_status.clone(),
+            attachments: Vec::new(),
         };
         let create = Action::create(&node).map_err(Response::from)?;
         self.store
