@@ -21,6 +21,7 @@ pub mod config;
 pub mod containers;
 pub mod daemon;
 pub mod manager;
+pub mod network;
 pub mod swarm;
 pub mod transport;
 pub mod units;

@@ -112,7 +112,7 @@ impl Network {
 
 /// What a task or a node needs to know of a network it is attached to: a copy, so that an
 /// agent can bring its tasks back after a reboot with no manager to ask.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Attachment {
     pub network_id: String,
     pub name: String,
