@@ -72,7 +72,10 @@ pub async fn run(config: DaemonConfig) -> anyhow::Result<()> {
         crate::VERSION
     );
 
-    let networking = Arc::new(crate::network::Networking::new(&config.exec_root));
+    let networking = Arc::new(crate::network::Networking::new(
+        &config.exec_root,
+        containers.reaper(),
+    ));
     let executor =
         crate::agent::executor::Executor::new(containers.clone(), images.clone(), networking);
     let swarm = Swarm::open(&config.data_root, Some(executor))

@@ -31,6 +31,21 @@ fn addresses(swarm: &Swarm, service: &str, network: &str) -> Vec<String> {
         .collect()
 }
 
+/// The virtual IP of `service` on the network called `network`.
+fn vip_of(swarm: &Swarm, service: &str, network: &str) -> String {
+    let net: Value =
+        serde_json::from_str(&swarm.node(1).covey_ok(&["network", "inspect", network])).unwrap();
+    let svc: Value =
+        serde_json::from_str(&swarm.node(1).covey_ok(&["service", "inspect", service])).unwrap();
+    svc[0]["Endpoint"]["VirtualIPs"]
+        .as_array()
+        .and_then(|v| v.iter().find(|v| v["NetworkID"] == net[0]["Id"]))
+        .and_then(|v| v["Addr"].as_str())
+        .and_then(|a| a.split('/').next())
+        .expect("a VIP")
+        .to_string()
+}
+
 /// The container of `service`'s task on node `i`.
 fn container_of(swarm: &Swarm, i: usize, service: &str) -> String {
     eventually(
@@ -145,6 +160,40 @@ fn overlays_connect_tasks_across_nodes_and_the_mesh_answers_everywhere() {
     }
     assert_eq!(hosts.len(), 2, "two tasks answered: {hosts:?}");
 
+    // Service discovery: the name is the VIP, tasks.NAME every task.
+    let vip = vip_of(&swarm, "web", "backend");
+    let names = |container: &str, name: &str| {
+        let out = node1.docker(&["exec", container, "busybox", "nslookup", name]);
+        stdout(&out)
+    };
+    eventually(
+        "web's name resolving to its VIP",
+        Duration::from_secs(20),
+        || {
+            names(&client, "web")
+                .contains(&format!("Address: {vip}"))
+                .then_some(())
+        },
+    );
+    if std::env::var_os("PAUSE").is_some() {
+        eprintln!("PAUSED");
+        std::thread::sleep(Duration::from_secs(300));
+    }
+    let all = names(&client, "tasks.web");
+    assert!(
+        webs.iter().all(|w| all.contains(&format!("Address: {w}"))),
+        "{all}"
+    );
+    // The VIP, by name, spreads requests over both tasks.
+    eventually("web through its VIP", Duration::from_secs(20), || {
+        fetch_from(&swarm, 1, &client, "web", 80)
+    });
+    let mut by_vip = BTreeSet::new();
+    for _ in 0..6 {
+        by_vip.insert(fetch_from(&swarm, 1, &client, "web", 80).expect("web through its VIP"));
+    }
+    assert_eq!(by_vip, hosts, "both tasks answer on the VIP");
+
     // Another overlay is another network: no route from it to backend's tasks.
     let outsider = container_of(&swarm, 1, "outsider");
     let out_addr = addresses(&swarm, "outsider", "other");
@@ -153,6 +202,11 @@ fn overlays_connect_tasks_across_nodes_and_the_mesh_answers_everywhere() {
         fetch_from(&swarm, 1, &outsider, &webs[0], 80),
         None,
         "a task on another overlay reached backend"
+    );
+    let hidden = names(&outsider, "web");
+    assert!(
+        !hidden.contains(&vip),
+        "web is visible from another overlay: {hidden}"
     );
 
     // The routing mesh: node 1 runs no web task, yet answers on 8080, from both tasks.
@@ -176,6 +230,25 @@ fn overlays_connect_tasks_across_nodes_and_the_mesh_answers_everywhere() {
         });
         assert!(hosts.contains(&got), "{got} is not one of {hosts:?}");
     }
+
+    // A task that goes stops taking traffic: scaled to one, the VIP only ever leads to
+    // the task left, and no request fails.
+    node1.covey_ok(&["service", "scale", "-d", "web=1"]);
+    wait_running(&swarm, "web", 1);
+    let left = eventually("one web address left", Duration::from_secs(20), || {
+        let a = addresses(&swarm, "web", "backend");
+        (a.len() == 1).then(|| a[0].clone())
+    });
+    let left_host = fetch_from(&swarm, 1, &client, &left, 80).expect("the task left");
+    eventually(
+        "the VIP leading to the task left only",
+        Duration::from_secs(20),
+        || {
+            (0..4)
+                .all(|_| fetch_from(&swarm, 1, &client, "web", 80).as_ref() == Some(&left_host))
+                .then_some(())
+        },
+    );
 
     // A network in use cannot go; once its services have, it can.
     let err = node1.covey_err(&["network", "rm", "backend"]);

@@ -46,6 +46,10 @@ impl Executor {
     }
 }
 
+/// How long a task on an overlay keeps running after it is told to stop, for the
+/// network maps without it to reach every node.
+const DRAIN: Duration = Duration::from_secs(1);
+
 /// Swarm's default grace between the stop signal and SIGKILL.
 const DEFAULT_GRACE: Duration = Duration::from_secs(10);
 
@@ -146,6 +150,11 @@ impl Controller {
                     continue;
                 }
             }
+            if self.observed.is_terminal() {
+                // Ended: its addresses are free for other tasks now, so its interfaces and
+                // resolver go (made again if it restarts here).
+                self.exec.network.detach(&self.id).await;
+            }
             // Nothing to do till the task changes.
             if rx.changed().await.is_err() {
                 return;
@@ -160,6 +169,8 @@ impl Controller {
         if let Some(c) = &existing {
             let record = c.snapshot();
             if record.status == Status::Running {
+                // Adopted after a daemon restart: its resolver and rules come back.
+                self.connect(task).await?;
                 self.report(
                     TaskState::Running,
                     "started",
@@ -189,6 +200,7 @@ impl Controller {
             let mut config = container_config(&task.spec).map_err(|e| (TaskState::Rejected, e))?;
             if let Some(path) = self.connect(task).await? {
                 config.network = NetworkMode::Path { path };
+                config.dns = vec![crate::network::dns::ADDRESS.to_string()];
             }
             let request = CreateRequest {
                 open_stdin: false,
@@ -349,6 +361,11 @@ impl Controller {
         }
         if let Ok(c) = self.exec.containers.get(&self.name) {
             if c.snapshot().status == Status::Running {
+                if !task.networks.is_empty() {
+                    // Every node's map dropped the task from names, VIPs and the mesh when
+                    // its desired state changed; let that reach them before it stops.
+                    tokio::time::sleep(DRAIN).await;
+                }
                 let grace = grace(&task.spec).as_secs();
                 if let Err(e) = self.exec.containers.stop(&self.name, Some(grace)).await {
                     tracing::warn!(task = %self.id, "stopping: {e}");
@@ -364,7 +381,7 @@ impl Controller {
                 tracing::warn!(task = %self.id, "removing its container: {e}");
             }
         }
-        self.exec.network.detach(&self.id);
+        self.exec.network.detach(&self.id).await;
     }
 
     /// The task's network namespace, connected to its overlay networks (none if it has

@@ -8,7 +8,7 @@ pub mod console;
 pub mod exec;
 pub mod logs;
 pub mod names;
-mod reaper;
+pub mod reaper;
 pub mod record;
 
 use std::collections::HashMap;
@@ -146,6 +146,12 @@ pub struct Containers {
 }
 
 impl Containers {
+    /// Exits of the daemon's children by pid: a command the daemon runs must wait for its
+    /// exit here, since the subreaper reaps every child.
+    pub fn reaper(&self) -> Arc<Reaper> {
+        self.reaper.clone()
+    }
+
     /// Opens the container store, starts the runtime helper and the reaper, and takes
     /// back the containers a previous daemon left.
     pub async fn open(

@@ -18,6 +18,33 @@ pub struct NetworkMap {
     pub ingress: Option<Attachment>,
     /// The routing mesh's ports.
     pub published: Vec<Published>,
+    /// The services on the node's networks (`ingress` aside), for names and virtual IPs.
+    pub services: Vec<ServiceRecord>,
+}
+
+/// A service as its names resolve: to its virtual IP on each network, or (DNS round
+/// robin, and `tasks.NAME`) to its running tasks' addresses.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ServiceRecord {
+    pub name: String,
+    /// Other names on a network (`--network name=N,alias=A`).
+    pub aliases: Vec<NetName>,
+    /// Empty in DNS round-robin mode.
+    pub vips: Vec<NetAddr>,
+    /// Each running task's addresses.
+    pub tasks: Vec<Vec<NetAddr>>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct NetAddr {
+    pub network: String,
+    pub addr: Ipv4Addr,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct NetName {
+    pub network: String,
+    pub name: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -10,6 +10,7 @@ use std::path::Path;
 
 use super::map::Published;
 use super::{links, netns, overlay, Error};
+use crate::containers::reaper::Reaper;
 use crate::manager::objects::Attachment;
 
 /// The node's end of the mesh, in its own namespace.
@@ -49,7 +50,7 @@ pub async fn connect(root: &Path, ingress: &Attachment) -> Result<(), Error> {
 }
 
 /// Removes the node's end of the mesh and its rules.
-pub async fn disconnect() -> Result<(), Error> {
+pub async fn disconnect(reaper: &Reaper) -> Result<(), Error> {
     netns::run_in(None, |h| {
         Box::pin(async move {
             match links::index(&h, NODE_END).await? {
@@ -59,12 +60,13 @@ pub async fn disconnect() -> Result<(), Error> {
         })
     })
     .await?;
-    super::nft::apply(&format!("table ip {TABLE} {{}}\ndelete table ip {TABLE}\n")).await
+    let drop = format!("table ip {TABLE} {{}}\ndelete table ip {TABLE}\n");
+    super::nft::apply_in(reaper, None, &drop).await
 }
 
 /// Replaces the node's NAT rules with those for `ports`, in one nft transaction.
-pub async fn publish(ports: &[Published]) -> Result<(), Error> {
-    super::nft::apply(&ruleset(ports)).await
+pub async fn publish(reaper: &Reaper, ports: &[Published]) -> Result<(), Error> {
+    super::nft::apply_in(reaper, None, &ruleset(ports)).await
 }
 
 /// The nft script for `ports`: the table is made (if missing), dropped and made again in

@@ -2,36 +2,57 @@
 //! as one transaction. There is no well-kept crate for nftables' netlink protocol; the
 //! tool is on every Debian and Raspberry Pi OS install that has nftables.
 
-use tokio::io::AsyncWriteExt as _;
+use std::io::{Read as _, Write as _};
+use std::os::unix::process::CommandExt as _;
+use std::path::Path;
+use std::process::{Command, Stdio};
 
 use super::Error;
+use crate::containers::reaper::Reaper;
 
-pub async fn apply(script: &str) -> Result<(), Error> {
-    let mut child = tokio::process::Command::new("nft")
-        .args(["-f", "-"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .map_err(|e| {
-            Error::Nft(format!(
-                "running nft (is the nftables package installed?): {e}"
-            ))
-        })?;
-    if let Some(mut stdin) = child.stdin.take() {
-        stdin
-            .write_all(script.as_bytes())
-            .await
-            .map_err(|e| Error::Nft(format!("writing to nft: {e}")))?;
+/// Applies `script` in the namespace at `ns` (the daemon's own when `None`). The daemon
+/// is a subreaper that reaps every child, so the exit comes from `reaper`, not `wait`.
+pub async fn apply_in(reaper: &Reaper, ns: Option<&Path>, script: &str) -> Result<(), Error> {
+    let nft = |e: std::io::Error| {
+        Error::Nft(format!(
+            "running nft (is the nftables package installed?): {e}"
+        ))
+    };
+    let mut cmd = Command::new("nft");
+    cmd.args(["-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    if let Some(ns) = ns {
+        let file = super::netns::open(ns)?;
+        // SAFETY: between fork and exec the child only calls setns, which is
+        // async-signal-safe, on a descriptor it inherited.
+        unsafe {
+            cmd.pre_exec(move || {
+                nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET)
+                    .map_err(std::io::Error::from)
+            });
+        }
     }
-    let out = child
-        .wait_with_output()
-        .await
-        .map_err(|e| Error::Nft(format!("waiting for nft: {e}")))?;
-    if !out.status.success() {
-        return Err(Error::Nft(
-            String::from_utf8_lossy(&out.stderr).trim().to_string(),
-        ));
+    let mut child = cmd.spawn().map_err(nft)?;
+    let exit = reaper.watch(child.id() as i32, "");
+    let (stdin, stderr) = (child.stdin.take(), child.stderr.take());
+    let script = script.to_string();
+    let errors = tokio::task::spawn_blocking(move || {
+        if let Some(mut stdin) = stdin {
+            let _ = stdin.write_all(script.as_bytes());
+        }
+        let mut text = String::new();
+        if let Some(mut stderr) = stderr {
+            let _ = stderr.read_to_string(&mut text);
+        }
+        text
+    })
+    .await
+    .unwrap_or_default();
+    match exit.await {
+        Ok(0) => Ok(()),
+        Ok(code) => Err(Error::Nft(format!("nft exited {code}: {}", errors.trim()))),
+        Err(_) => Err(Error::Nft("nft's exit was never seen".into())),
     }
-    Ok(())
 }

@@ -10,9 +10,10 @@ use tokio::sync::broadcast::error::RecvError;
 use super::tasks::LONG_POLL;
 use super::Dispatcher;
 use crate::manager::objects::service::PublishMode;
+use crate::manager::objects::Attachment;
 use crate::manager::objects::{Node, NodeState, Service, Task, TaskState};
 use crate::manager::store::{Error, Kind};
-use crate::network::map::{NetworkMap, Peers, Published};
+use crate::network::map::{NetAddr, NetName, NetworkMap, Peers, Published, ServiceRecord};
 
 impl Dispatcher {
     /// `node_id`'s network map, once it differs from the one named `known` (or after
@@ -139,11 +140,88 @@ pub fn map_for(node_id: &str, nodes: &[Node], services: &[Service], tasks: &[Tas
         }
         published.sort_by_key(|p| (p.port, p.protocol.as_str()));
     }
+    let services = records(node_id, services, tasks.iter().filter(live));
     NetworkMap {
         peers,
         ingress,
         published,
+        services,
     }
+}
+
+/// The services on `node_id`'s networks (those of its live tasks, `ingress` aside), with
+/// their virtual IPs and running tasks' addresses on those networks.
+fn records<'a>(
+    node_id: &str,
+    services: &[Service],
+    live: impl Iterator<Item = &'a Task> + Clone,
+) -> Vec<ServiceRecord> {
+    let mine: BTreeSet<&str> = live
+        .clone()
+        .filter(|t| t.node_id == node_id)
+        .flat_map(|t| t.networks.iter())
+        .filter(|a| !a.ingress)
+        .map(|a| a.network_id.as_str())
+        .collect();
+    let on_mine = |a: &&Attachment| mine.contains(a.network_id.as_str());
+    let mut out = Vec::new();
+    for s in services {
+        let vips: Vec<NetAddr> = s
+            .endpoint
+            .virtual_ips
+            .iter()
+            .filter(|v| mine.contains(v.network_id.as_str()))
+            .map(|v| NetAddr {
+                network: v.network_id.clone(),
+                addr: v.addr.addr(),
+            })
+            .collect();
+        let mut running: Vec<Vec<NetAddr>> = live
+            .clone()
+            .filter(|t| t.service_id == s.id && t.status.state == TaskState::Running)
+            .map(|t| {
+                t.networks
+                    .iter()
+                    .filter(on_mine)
+                    .map(|a| NetAddr {
+                        network: a.network_id.clone(),
+                        addr: a.address.addr(),
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .filter(|addrs| !addrs.is_empty())
+            .collect();
+        running.sort_by(|a, b| a[0].addr.cmp(&b[0].addr));
+        let aliases: Vec<NetName> = s
+            .spec
+            .task_template
+            .networks
+            .iter()
+            .filter(|n| mine.contains(n.target.as_str()))
+            .flat_map(|n| {
+                n.aliases.iter().map(|alias| NetName {
+                    network: n.target.clone(),
+                    name: alias.clone(),
+                })
+            })
+            .collect();
+        let on_my_networks = s
+            .spec
+            .task_template
+            .networks
+            .iter()
+            .any(|n| mine.contains(n.target.as_str()));
+        if on_my_networks || !vips.is_empty() || !running.is_empty() {
+            out.push(ServiceRecord {
+                name: s.spec.name.clone(),
+                aliases,
+                vips,
+                tasks: running,
+            });
+        }
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    out
 }
 
 fn digest(map: &NetworkMap) -> String {
@@ -155,7 +233,6 @@ fn digest(map: &NetworkMap) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::manager::objects::network::Attachment;
     use crate::manager::objects::service::{Endpoint, PortConfig};
     use crate::manager::objects::{ServiceSpec, TaskStatus};
     use crate::manager::store::Meta;
