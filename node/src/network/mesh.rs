@@ -44,9 +44,19 @@ pub async fn connect(root: &Path, ingress: &Attachment) -> Result<(), Error> {
         })
         .await?;
     }
-    // The node forwards between its own addresses and the mesh.
-    std::fs::write("/proc/sys/net/ipv4/ip_forward", "1")
-        .map_err(|e| Error::Io(format!("enabling IPv4 forwarding: {e}")))
+    // The node forwards between its own addresses and the mesh; a connection to
+    // 127.0.0.1:PORT leaves through the mesh too (masqueraded), as with Docker.
+    for (key, what) in [
+        ("ipv4/ip_forward".to_string(), "IPv4 forwarding"),
+        (
+            format!("ipv4/conf/{NODE_END}/route_localnet"),
+            "localhost on the mesh",
+        ),
+    ] {
+        std::fs::write(format!("/proc/sys/net/{key}"), "1")
+            .map_err(|e| Error::Io(format!("enabling {what}: {e}")))?;
+    }
+    Ok(())
 }
 
 /// Removes the node's end of the mesh and its rules.

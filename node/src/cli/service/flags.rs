@@ -118,6 +118,10 @@ pub struct CreateArgs {
     /// Publish a port as a node port.
     #[arg(short, long = "publish")]
     pub publish: Vec<String>,
+    /// How the service is reached: vip (one virtual IP per network) or dnsrr (DNS round
+    /// robin over its tasks).
+    #[arg(long = "endpoint-mode", value_parser = ["vip", "dnsrr"])]
+    pub endpoint_mode: Option<String>,
     /// Sysctl options.
     #[arg(long = "sysctl")]
     pub sysctls: Vec<String>,

@@ -118,6 +118,9 @@ pub fn create_spec(a: &CreateArgs) -> anyhow::Result<Value> {
             .collect::<anyhow::Result<Vec<_>>>()?;
         spec["EndpointSpec"] = json!({"Ports": ports});
     }
+    if let Some(mode) = &a.endpoint_mode {
+        spec["EndpointSpec"]["Mode"] = json!(mode);
+    }
     apply_common(&mut spec, &a.common)?;
     Ok(spec)
 }
