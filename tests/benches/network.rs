@@ -64,8 +64,13 @@ fn run() -> anyhow::Result<()> {
     let underlay_b = swarm.net.node_ip(2).to_string();
     let node_ns = |i: usize| PathBuf::from(format!("/run/netns/{}", swarm.net.node_ns(i)));
 
-    println!("covey networking, 2 nodes (network namespaces on one machine), {seconds} s per iperf3 run");
-    println!("{:<34} {:>14} {:>14} {:>8}", "", "overlay", "bare veth", "ratio");
+    println!(
+        "covey networking, 2 nodes (network namespaces on one machine), {seconds} s per iperf3 run"
+    );
+    println!(
+        "{:<34} {:>14} {:>14} {:>8}",
+        "", "overlay", "bare veth", "ratio"
+    );
     let over = iperf(&ns_a, &ns_b, &addr_b, seconds)?;
     let bare = iperf(&node_ns(1), &node_ns(2), &underlay_b, seconds)?;
     println!(

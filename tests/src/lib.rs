@@ -473,6 +473,23 @@ impl Drop for Daemon {
             let _ = self.covey(&["container", "rm", "-f", id]);
         }
         self.stop();
+        unmount_under(self.root.path());
+    }
+}
+
+/// Unmounts whatever is mounted under `dir`, deepest first: a node that did not leave its
+/// swarm keeps its network namespaces mounted (as a daemon restart should find them), and
+/// its directory could not be removed.
+fn unmount_under(dir: &Path) {
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+    let mut points: Vec<&str> = mounts
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(1))
+        .filter(|p| Path::new(p).starts_with(dir))
+        .collect();
+    points.sort_by_key(|p| std::cmp::Reverse(p.len()));
+    for p in points {
+        let _ = nix::mount::umount2(p, nix::mount::MntFlags::MNT_DETACH);
     }
 }
 

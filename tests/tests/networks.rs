@@ -76,7 +76,8 @@ fn fetch_on_node(swarm: &Swarm, i: usize, addr: &str, port: u16) -> Option<Strin
 /// The body of a successful HTTP answer.
 fn body(out: std::process::Output) -> Option<String> {
     let text = stdout(&out);
-    if !out.status.success() || !text.starts_with("HTTP/1.1 200") {
+    let ok = text.starts_with("HTTP/1.1 200") || text.starts_with("HTTP/1.0 200");
+    if !out.status.success() || !ok {
         return None;
     }
     text.split("\r\n\r\n").nth(1).map(|b| b.trim().to_string())
@@ -269,4 +270,69 @@ fn overlays_connect_tasks_across_nodes_and_the_mesh_answers_everywhere() {
             None
         })
     });
+}
+
+#[test]
+fn tasks_reach_out_and_host_mode_ports_answer_where_tasks_run() {
+    let (swarm, registry, image) = swarm("ovlhost", 2);
+    let node1 = swarm.node(1);
+    node1.covey_ok(&["network", "create", "-d", "overlay", "apps"]);
+    // A task on an overlay reaches beyond it: the registry on the nodes' own network.
+    node1.covey_ok(&[
+        "service",
+        "create",
+        "-d",
+        "--name",
+        "out",
+        "--network",
+        "apps",
+        "--constraint",
+        "node.role==manager",
+        &image,
+        "sleep",
+        "1d",
+    ]);
+    // A host-mode port, on no overlay at all: only the worker running it answers.
+    node1.covey_ok(&[
+        "service",
+        "create",
+        "-d",
+        "--name",
+        "hosty",
+        "--publish",
+        "mode=host,published=8090,target=80",
+        "--constraint",
+        "node.role==worker",
+        &image,
+        "sh",
+        "-c",
+        WEB,
+    ]);
+    wait_running(&swarm, "out", 1);
+    wait_running(&swarm, "hosty", 1);
+    let out = container_of(&swarm, 1, "out");
+    let host = registry.host();
+    let (ip, port) = host.rsplit_once(':').expect("registry host:port");
+    let port: u16 = port.parse().expect("registry port");
+    eventually(
+        "the registry from an overlay task",
+        Duration::from_secs(20),
+        || fetch_from(&swarm, 1, &out, ip, port),
+    );
+
+    let worker = swarm.net.node_ip(2).to_string();
+    let manager = swarm.net.node_ip(1).to_string();
+    let hosty = container_of(&swarm, 2, "hosty");
+    let got = eventually(
+        "the host-mode port on the worker",
+        Duration::from_secs(20),
+        || fetch_on_node(&swarm, 1, &worker, 8090),
+    );
+    let hostname = stdout(&swarm.node(2).docker(&["exec", &hosty, "hostname"]));
+    assert_eq!(got, hostname.trim(), "answered by another than the task");
+    assert_eq!(
+        fetch_on_node(&swarm, 2, &manager, 8090),
+        None,
+        "a node with no task of the service answered its host-mode port"
+    );
 }

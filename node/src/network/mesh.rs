@@ -105,6 +105,30 @@ pub fn ruleset(ports: &[Published]) -> String {
     )
 }
 
+/// The table of host-mode ports: each published port on the node's addresses leads to
+/// its task's address on the gateway bridge.
+pub fn host_ruleset(
+    ports: &[(
+        crate::manager::objects::service::PortConfig,
+        std::net::Ipv4Addr,
+    )],
+) -> String {
+    const HOST_TABLE: &str = "covey-host";
+    let mut rules = String::new();
+    for (p, addr) in ports {
+        let _ = writeln!(
+            rules,
+            "    fib daddr type local {} dport {} dnat to {addr} : {}",
+            p.protocol.as_str(),
+            p.published_port,
+            p.target_port
+        );
+    }
+    format!(
+        "table ip {HOST_TABLE} {{}}\ndelete table ip {HOST_TABLE}\ntable ip {HOST_TABLE} {{\n  chain prerouting {{\n    type nat hook prerouting priority dstnat; policy accept;\n{rules}  }}\n  chain output {{\n    type nat hook output priority -100; policy accept;\n{rules}  }}\n}}\n"
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,6 +4,7 @@
 //! `manager/allocator`.
 
 pub mod dns;
+mod gateway;
 mod lb;
 mod links;
 pub mod map;
@@ -13,13 +14,16 @@ mod nft;
 mod overlay;
 
 use std::collections::HashMap;
+use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use tokio::sync::Mutex;
 
 use crate::containers::reaper::Reaper;
+use crate::manager::objects::service::{PortConfig, PublishMode};
 use crate::manager::objects::Task;
+use ipnet::Ipv4Net;
 use map::NetworkMap;
 
 #[derive(Debug, thiserror::Error)]
@@ -42,10 +46,13 @@ pub struct Networking {
     reaper: Arc<Reaper>,
 }
 
-/// A task on overlays: its namespace, its networks, and its resolver's serving tasks.
+/// A task with a namespace of its own: its networks, its address on the gateway bridge,
+/// its host-mode ports, and its resolver's serving tasks.
 struct TaskNet {
     ns: PathBuf,
     networks: Vec<String>,
+    gateway: Ipv4Net,
+    host_ports: Vec<PortConfig>,
     dns: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -72,10 +79,19 @@ impl Networking {
         self.root.join(format!("task-{task_id}"))
     }
 
-    /// The namespace for `task`'s container, connected to its networks; `None` for a task
-    /// on no overlay network. Safe to call again (after a restart): what exists is kept.
+    /// The namespace for `task`'s container, connected to its networks and to the gateway
+    /// bridge (its way out, and where its host-mode ports lead); `None` for a task on no
+    /// overlay and with no host-mode port. Safe to call again (after a restart): what
+    /// exists is kept.
     pub async fn attach(&self, task: &Task) -> Result<Option<PathBuf>, Error> {
-        if task.networks.is_empty() {
+        let host_ports: Vec<PortConfig> = task
+            .endpoint
+            .ports
+            .iter()
+            .filter(|p| p.publish_mode == PublishMode::Host && p.published_port != 0)
+            .cloned()
+            .collect();
+        if task.networks.is_empty() && host_ports.is_empty() {
             return Ok(None);
         }
         let ns = self.task_ns(&task.id);
@@ -90,36 +106,70 @@ impl Networking {
             }
         }
         let mut tasks = self.tasks.lock().await;
-        if !tasks.contains_key(&task.id) {
-            let networks: Vec<String> = task
-                .networks
-                .iter()
-                .filter(|a| !a.ingress)
-                .map(|a| a.network_id.clone())
-                .collect();
-            let dns = dns::serve(self.resolver.clone(), &ns, networks.clone()).await?;
-            nft::apply_in(
-                &self.reaper,
-                Some(&ns),
-                &lb::ruleset(&map.services, &networks),
-            )
-            .await?;
-            tasks.insert(
-                task.id.clone(),
-                TaskNet {
-                    ns: ns.clone(),
-                    networks,
-                    dns,
-                },
-            );
+        if tasks.contains_key(&task.id) {
+            return Ok(Some(ns));
+        }
+        gateway::ensure(&self.reaper).await?;
+        let eth = format!("eth{}", task.networks.len());
+        let address = match gateway::address_of(&ns, &eth).await? {
+            Some(a) => a,
+            None => {
+                let a = free_gateway_address(&task.id, &tasks)
+                    .ok_or_else(|| Error::Io("the gateway bridge has no address left".into()))?;
+                gateway::attach(&ns, &key, &eth, a).await?;
+                a
+            }
+        };
+        let networks: Vec<String> = task
+            .networks
+            .iter()
+            .filter(|a| !a.ingress)
+            .map(|a| a.network_id.clone())
+            .collect();
+        let dns = dns::serve(self.resolver.clone(), &ns, networks.clone()).await?;
+        nft::apply_in(
+            &self.reaper,
+            Some(&ns),
+            &lb::ruleset(&map.services, &networks),
+        )
+        .await?;
+        let has_host_ports = !host_ports.is_empty();
+        tasks.insert(
+            task.id.clone(),
+            TaskNet {
+                ns: ns.clone(),
+                networks,
+                gateway: address,
+                host_ports,
+                dns,
+            },
+        );
+        if has_host_ports {
+            self.publish_host_ports(&tasks).await?;
         }
         Ok(Some(ns))
+    }
+
+    /// The node's host-mode ports, each to its task's address on the gateway bridge.
+    async fn publish_host_ports(&self, tasks: &HashMap<String, TaskNet>) -> Result<(), Error> {
+        let ports: Vec<(PortConfig, Ipv4Addr)> = tasks
+            .values()
+            .flat_map(|t| t.host_ports.iter().map(|p| (p.clone(), t.gateway.addr())))
+            .collect();
+        nft::apply_in(&self.reaper, None, &mesh::host_ruleset(&ports)).await
     }
 
     /// Drops `task_id`'s namespace (its container is gone), and with it its interfaces
     /// and its resolver.
     pub async fn detach(&self, task_id: &str) {
-        self.tasks.lock().await.remove(task_id);
+        let mut tasks = self.tasks.lock().await;
+        if let Some(gone) = tasks.remove(task_id) {
+            if !gone.host_ports.is_empty() {
+                if let Err(e) = self.publish_host_ports(&tasks).await {
+                    tracing::warn!("unpublishing task {task_id}'s host ports: {e}");
+                }
+            }
+        }
         netns::remove(&self.task_ns(task_id));
     }
 
@@ -137,6 +187,12 @@ impl Networking {
             if let Err(e) = mesh::disconnect(&self.reaper).await {
                 tracing::warn!("leaving the routing mesh: {e}");
             }
+        }
+        if let Err(e) = gateway::remove(&self.reaper).await {
+            tracing::warn!("removing the gateway bridge: {e}");
+        }
+        if let Err(e) = self.publish_host_ports(&HashMap::new()).await {
+            tracing::warn!("removing host-mode ports: {e}");
         }
         *applied = NetworkMap::default();
     }
@@ -168,4 +224,21 @@ impl Networking {
         *applied = map;
         Ok(())
     }
+}
+
+/// An address on the gateway bridge for `task_id` that no other task here has: from a hash
+/// of its id, so that a task tends to keep one across restarts, then the next free.
+fn free_gateway_address(task_id: &str, tasks: &HashMap<String, TaskNet>) -> Option<Ipv4Net> {
+    use std::hash::{Hash, Hasher};
+    let subnet = gateway::subnet();
+    let hosts: Vec<Ipv4Addr> = subnet.hosts().filter(|a| *a != gateway::GATEWAY).collect();
+    let used: std::collections::HashSet<Ipv4Addr> =
+        tasks.values().map(|t| t.gateway.addr()).collect();
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    task_id.hash(&mut hasher);
+    let start = (hasher.finish() as usize) % hosts.len().max(1);
+    (0..hosts.len())
+        .map(|i| hosts[(start + i) % hosts.len()])
+        .find(|a| !used.contains(a))
+        .and_then(|a| Ipv4Net::new(a, subnet.prefix_len()).ok())
 }
