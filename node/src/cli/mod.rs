@@ -2,6 +2,7 @@
 //! `daemon` is a client of the daemon's API.
 
 mod client;
+mod completion;
 mod container;
 mod daemon;
 mod image;
@@ -55,6 +56,8 @@ enum Command {
     Service(service::ServiceCommand),
     /// Show the covey version of the client and the daemon.
     Version(version::VersionArgs),
+    /// Print a shell completion script (bash, zsh or fish).
+    Completion(completion::CompletionArgs),
     /// The daemon's single-threaded helper that makes containers (started by the daemon).
     #[command(hide = true)]
     RuntimeHelper {
@@ -80,8 +83,19 @@ pub fn main() -> ExitCode {
             Command::Daemon(_) | Command::RuntimeHelper { .. }
         ),
     );
-    if let Command::RuntimeHelper { .. } = &cli.command {
-        return runtime_helper();
+    match &cli.command {
+        Command::RuntimeHelper { .. } => return runtime_helper(),
+        // Needs no daemon and no runtime.
+        Command::Completion(args) => {
+            return match completion::run(args) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("covey completion: {e}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
+        _ => {}
     }
     if matches!(cli.command, Command::Daemon(_)) {
         crate::daemon::tune_allocator();
@@ -111,7 +125,7 @@ pub fn main() -> ExitCode {
             Command::Container(cmd) => {
                 container::run(cmd, &Client::from_env(cli.host.as_deref())?).await
             }
-            Command::RuntimeHelper { .. } => Ok(()),
+            Command::RuntimeHelper { .. } | Command::Completion(_) => Ok(()),
         }
     });
     match result {
