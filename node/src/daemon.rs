@@ -10,6 +10,7 @@ use nix::fcntl::{Flock, FlockArg};
 use crate::api;
 use crate::config::DaemonConfig;
 use crate::containers::Containers;
+use crate::events::{image_event, Events};
 use crate::swarm::Swarm;
 
 /// Everything the API handlers reach.
@@ -18,6 +19,8 @@ pub struct Node {
     pub images: Arc<ImageService>,
     pub containers: Arc<Containers>,
     pub swarm: Arc<Swarm>,
+    /// What `docker events` shows: this node's and, on a manager, the swarm's.
+    pub events: Arc<Events>,
 }
 
 /// glibc's allocator, tuned for a daemon that runs for months on a small board: at most
@@ -62,8 +65,17 @@ pub async fn run(config: DaemonConfig) -> anyhow::Result<()> {
         },
     )
     .context("opening the image store")?;
+    let events = Arc::new(Events::default());
+    let bus = events.clone();
+    images.observe(Box::new(move |change| bus.publish(image_event(change))));
     let images = Arc::new(images);
-    let containers = Containers::open(&config.data_root, &config.exec_root, images.clone()).await?;
+    let containers = Containers::open(
+        &config.data_root,
+        &config.exec_root,
+        images.clone(),
+        events.clone(),
+    )
+    .await?;
     tracing::info!(
         data_root = %config.data_root.display(),
         snapshots = ?images.snapshot_mode(),
@@ -73,7 +85,7 @@ pub async fn run(config: DaemonConfig) -> anyhow::Result<()> {
     );
 
     let executor = crate::agent::executor::Executor::new(containers.clone(), images.clone());
-    let swarm = Swarm::open(&config.data_root, Some(executor))
+    let swarm = Swarm::open(&config.data_root, Some(executor), events.clone())
         .await
         .context("starting this node's swarm membership")?;
 
@@ -97,6 +109,7 @@ pub async fn run(config: DaemonConfig) -> anyhow::Result<()> {
         images,
         containers,
         swarm: swarm.clone(),
+        events,
     });
     tracing::info!(socket = %socket.display(), "API listening");
     // Clients following logs or attached would hold a graceful shutdown open for ever:

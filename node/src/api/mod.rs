@@ -5,6 +5,7 @@
 mod containers;
 mod distribution;
 mod error;
+mod events;
 mod exec;
 mod filters;
 mod images;
@@ -41,6 +42,7 @@ pub fn app(node: Arc<Node>) -> App {
         .route("/_ping", get(system::ping).head(system::ping))
         .route("/version", get(system::version))
         .route("/info", get(system::info))
+        .route("/events", get(events::events))
         .route("/images/create", post(images::create))
         .route("/images/load", post(images::load))
         .route("/images/prune", post(images::prune))

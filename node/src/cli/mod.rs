@@ -5,6 +5,8 @@ mod client;
 mod completion;
 mod container;
 mod daemon;
+mod events;
+mod filters;
 mod image;
 mod node;
 mod output;
@@ -56,6 +58,8 @@ enum Command {
     Service(service::ServiceCommand),
     /// Show the covey version of the client and the daemon.
     Version(version::VersionArgs),
+    /// Show the daemon's events as they happen (or, with --since and --until, those kept).
+    Events(events::EventsArgs),
     /// Print a shell completion script (bash, zsh or fish).
     Completion(completion::CompletionArgs),
     /// The daemon's single-threaded helper that makes containers (started by the daemon).
@@ -118,6 +122,9 @@ pub fn main() -> ExitCode {
             Command::Node(cmd) => node::run(cmd, &Client::from_env(cli.host.as_deref())?).await,
             Command::Service(cmd) => {
                 service::run(cmd, &Client::from_env(cli.host.as_deref())?).await
+            }
+            Command::Events(args) => {
+                events::run(args, &Client::from_env(cli.host.as_deref())?).await
             }
             Command::Version(args) => {
                 version::run(args, &Client::from_env(cli.host.as_deref())?).await

@@ -18,6 +18,7 @@ use hyper::Method;
 use serde_json::{json, Value};
 
 use super::client::{escape, read_json, Client, DaemonError};
+use super::filters::{filters_json, parse_filters};
 use super::output::{self, Format};
 use super::session;
 use flags::{CreateArgs, UpdateArgs};
@@ -175,25 +176,6 @@ fn print_warnings(answer: &Value) {
     for w in spec::strings(&answer["Warnings"]) {
         eprintln!("{w}");
     }
-}
-
-/// `key=value` filters, in order.
-fn parse_filters(list: &[String]) -> anyhow::Result<Vec<(String, String)>> {
-    list.iter()
-        .map(|f| match f.split_once('=') {
-            Some((k, v)) if !k.is_empty() => Ok((k.trim().to_lowercase(), v.to_string())),
-            _ => anyhow::bail!("bad format of filter (expected name=value)"),
-        })
-        .collect()
-}
-
-/// Filters as the Engine API's `filters` parameter: `{"key": ["value", ...]}`.
-fn filters_json(filters: &[(String, String)]) -> Value {
-    let mut by_key: std::collections::BTreeMap<&str, Vec<&str>> = Default::default();
-    for (k, v) in filters {
-        by_key.entry(k).or_default().push(v);
-    }
-    json!(by_key)
 }
 
 /// Writes a spec back at the version it was read at: the daemon refuses it if the
@@ -632,19 +614,5 @@ mod tests {
         assert!(parse(&["covey", "service", "rm", "web", "db"]).is_ok());
         assert!(parse(&["covey", "service", "ls", "-q", "--filter", "name=web"]).is_ok());
         assert!(parse(&["covey", "service", "ps"]).is_err());
-    }
-
-    #[test]
-    fn filters_as_the_engine_api_takes_them() {
-        let f =
-            parse_filters(&["name=web".into(), "name=db".into(), "mode=global".into()]).unwrap();
-        assert_eq!(
-            filters_json(&f),
-            json!({"name": ["web", "db"], "mode": ["global"]})
-        );
-        assert_eq!(
-            parse_filters(&["web".into()]).unwrap_err().to_string(),
-            "bad format of filter (expected name=value)"
-        );
     }
 }
