@@ -104,6 +104,16 @@ pub async fn run(config: DaemonConfig) -> anyhow::Result<()> {
     std::fs::write(&pidfile, std::process::id().to_string())
         .with_context(|| format!("writing {}", pidfile.display()))?;
 
+    // Bound before anything is served: bad certificates or a taken port stop the daemon
+    // at start, not later.
+    let tcp = match &config.tcp {
+        Some(host) => Some(
+            api::tls::TlsListener::bind(host.addr, &host.tls)
+                .await
+                .context("serving the API over TCP")?,
+        ),
+        None => None,
+    };
     let node = Arc::new(Node {
         config,
         images,
@@ -114,15 +124,30 @@ pub async fn run(config: DaemonConfig) -> anyhow::Result<()> {
     tracing::info!(socket = %socket.display(), "API listening");
     // Clients following logs or attached would hold a graceful shutdown open for ever:
     // they get a few seconds, then the daemon goes (its containers keep running).
-    let stopping = Arc::new(tokio::sync::Notify::new());
-    let notify = stopping.clone();
-    let serve = axum::serve(listener, api::app(node)).with_graceful_shutdown(async move {
+    let (stop, stopping) = tokio::sync::watch::channel(false);
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let unix = std::future::IntoFuture::into_future(
+        axum::serve(listener, api::app(node.clone()))
+            .with_graceful_shutdown(stopped(stopping.clone())),
+    );
+    let tcp = async {
+        let Some(tcp) = tcp else { return Ok(()) };
+        if let Ok(addr) = axum::serve::Listener::local_addr(&tcp) {
+            tracing::info!(%addr, "API listening over TLS, client certificates required");
+        }
+        axum::serve(tcp, api::app(node))
+            .with_graceful_shutdown(stopped(stopping.clone()))
+            .await
+    };
+    tokio::spawn(async move {
         shutdown_signal().await;
-        notify.notify_waiters();
+        let _ = stop.send(true);
     });
     tokio::select! {
-        r = serve => r.context("serving the API")?,
-        _ = async { stopping.notified().await; tokio::time::sleep(std::time::Duration::from_secs(5)).await } => {
+        r = futures_util::future::try_join(unix, tcp) => { r.context("serving the API")?; }
+        _ = async { stopped(stopping.clone()).await; tokio::time::sleep(std::time::Duration::from_secs(5)).await } => {
             tracing::info!("clients still connected after 5s; stopping anyway");
         }
     }

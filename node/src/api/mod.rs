@@ -1,6 +1,6 @@
-//! The Docker Engine API's subset that covey serves on its unix socket, so that the stock
-//! `docker` CLI is a client as much as `covey` is. Paths are served with and without the
-//! `/v1.xx` prefix.
+//! The Docker Engine API's subset that covey serves on its unix socket (and, opted into,
+//! over TCP with TLS client certificates: `tls`), so that the stock `docker` CLI is a
+//! client as much as `covey` is. Paths are served with and without the `/v1.xx` prefix.
 
 mod containers;
 mod distribution;
@@ -15,6 +15,7 @@ mod services;
 mod swarm;
 mod system;
 mod time;
+pub mod tls;
 
 use std::sync::Arc;
 

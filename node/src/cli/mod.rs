@@ -24,10 +24,11 @@ pub use client::Client;
 #[derive(Parser)]
 #[command(name = "covey", version = crate::VERSION, about = "Docker Swarm mode for edge and IoT fleets")]
 pub struct Cli {
-    /// Daemon socket to connect to (or, for `daemon`, to listen on): unix:///path.
-    /// Defaults to $COVEY_HOST, then $DOCKER_HOST, then unix:///run/covey/covey.sock.
+    /// Daemon socket to connect to: unix:///path. Defaults to $COVEY_HOST, then
+    /// $DOCKER_HOST, then unix:///run/covey/covey.sock. For `daemon`, where to listen:
+    /// a unix socket and, with --tlsverify, tcp://ADDR:PORT.
     #[arg(short = 'H', long = "host", global = true)]
-    host: Option<String>,
+    host: Vec<String>,
 
     /// Log at debug level.
     #[arg(short = 'D', long, global = true)]
@@ -117,21 +118,13 @@ pub fn main() -> ExitCode {
     let result = runtime.block_on(async move {
         match cli.command {
             Command::Daemon(args) => daemon::run(args, cli.host, cli.debug).await,
-            Command::Image(cmd) => image::run(cmd, &Client::from_env(cli.host.as_deref())?).await,
-            Command::Swarm(cmd) => swarm::run(cmd, &Client::from_env(cli.host.as_deref())?).await,
-            Command::Node(cmd) => node::run(cmd, &Client::from_env(cli.host.as_deref())?).await,
-            Command::Service(cmd) => {
-                service::run(cmd, &Client::from_env(cli.host.as_deref())?).await
-            }
-            Command::Events(args) => {
-                events::run(args, &Client::from_env(cli.host.as_deref())?).await
-            }
-            Command::Version(args) => {
-                version::run(args, &Client::from_env(cli.host.as_deref())?).await
-            }
-            Command::Container(cmd) => {
-                container::run(cmd, &Client::from_env(cli.host.as_deref())?).await
-            }
+            Command::Image(cmd) => image::run(cmd, &client(&cli.host)?).await,
+            Command::Swarm(cmd) => swarm::run(cmd, &client(&cli.host)?).await,
+            Command::Node(cmd) => node::run(cmd, &client(&cli.host)?).await,
+            Command::Service(cmd) => service::run(cmd, &client(&cli.host)?).await,
+            Command::Events(args) => events::run(args, &client(&cli.host)?).await,
+            Command::Version(args) => version::run(args, &client(&cli.host)?).await,
+            Command::Container(cmd) => container::run(cmd, &client(&cli.host)?).await,
             Command::RuntimeHelper { .. } | Command::Completion(_) => Ok(()),
         }
     });
@@ -149,6 +142,15 @@ pub fn main() -> ExitCode {
             eprintln!("{e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// The client of the one daemon `-H` names (several are for the daemon to listen on).
+fn client(hosts: &[String]) -> anyhow::Result<Client> {
+    match hosts {
+        [] => Client::from_env(None),
+        [one] => Client::from_env(Some(one)),
+        _ => anyhow::bail!("Please specify only one -H"),
     }
 }
 
