@@ -4,7 +4,6 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use covey_tests::cluster::Net;
 use covey_tests::swarm::{eventually, Swarm};
 use covey_tests::Registry;
 use serde_json::Value;
@@ -17,31 +16,7 @@ fn swarm(prefix: &str, nodes: usize) -> (Swarm, Registry, String) {
 
 /// As [`swarm`], with only the first `joined` of the `nodes` in the swarm yet.
 fn swarm_of(prefix: &str, nodes: usize, joined: usize) -> (Swarm, Registry, String) {
-    // The registry's port is chosen before the daemons start, so they can trust it.
-    let port = covey_tests::free_port();
-    let swarm = Swarm::start_with(prefix, nodes, |net: &Net| {
-        vec![
-            "--insecure-registry".into(),
-            format!("{}:{port}", net.switch_ip()),
-        ]
-    });
-    let registry = Registry::start_on_port(prefix, &swarm.net, port).expect("starting a registry");
-    let image = registry
-        .push("busybox", "busybox")
-        .expect("pushing busybox");
-    swarm.init();
-    for i in 2..=joined {
-        swarm.join(i, "worker", 1);
-    }
-    eventually("every node ready", Duration::from_secs(30), || {
-        let nodes_ready = swarm
-            .nodes(1)?
-            .iter()
-            .filter(|n| n["Status"]["State"] == "ready")
-            .count();
-        (nodes_ready == joined).then_some(())
-    });
-    (swarm, registry, image)
+    Swarm::with_registry(prefix, nodes, joined)
 }
 
 /// The service's tasks as `docker service ps` sees them (JSON).
