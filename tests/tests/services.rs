@@ -151,6 +151,23 @@ fn replicated_services_spread_scale_restart_and_go() {
     );
     let on_manager = docker(&["node", "ps", "--format", "{{.Name}}"]);
     assert_eq!(on_manager.lines().count(), 1, "{on_manager}");
+    let covey_ps = swarm.node(1).covey_ok(&["node", "ps", &worker]);
+    assert!(
+        covey_ps.lines().count() == 2
+            && covey_ps.lines().nth(1).is_some_and(|l| l.contains(" web.")),
+        "{covey_ps}"
+    );
+    let covey_json: Vec<Value> = serde_json::from_str(
+        &swarm
+            .node(1)
+            .covey_ok(&["node", "ps", "--format", "json", "self"]),
+    )
+    .expect("covey node ps --format json");
+    assert_eq!(covey_json.len(), 1, "{covey_json:?}");
+    assert!(swarm
+        .node(1)
+        .covey_err(&["node", "ps", "nowhere"])
+        .contains("nowhere"));
 
     swarm.node(1).covey_ok(&["service", "scale", "-d", "web=5"]);
     let spread = wait_running(&swarm, "web", 5);

@@ -410,6 +410,17 @@ fn the_docker_cli_drives_a_swarm() {
         ],
     );
     assert_eq!(spec.trim(), "drain a");
+    // covey's human form of a node is docker's, to the byte.
+    let pretty = manager.covey_ok(&["node", "inspect", "--pretty", &worker]);
+    assert_eq!(
+        pretty,
+        ok(manager, &["node", "inspect", "--pretty", &worker]),
+        "covey node inspect --pretty against docker's"
+    );
+    let listed: Vec<serde_json::Value> =
+        serde_json::from_str(&manager.covey_ok(&["node", "ls", "--format", "json"]))
+            .expect("covey node ls --format json");
+    assert_eq!(listed.len(), 2, "{listed:?}");
 
     // Promoted, the worker becomes a reachable manager; demoted, a worker again.
     ok(manager, &["node", "promote", &worker]);

@@ -426,27 +426,41 @@ async fn ps(
             desired.is_empty() || desired.contains(&t["DesiredState"].as_str().unwrap_or_default())
         })
         .collect();
+    print_tasks(client, &tasks, &names, quiet, no_trunc, format).await?;
+    anyhow::ensure!(missing.is_empty(), "{}", missing.join("\n"));
+    Ok(())
+}
+
+/// Tasks as `service ps` and `node ps` print them: JSON, IDs, or docker's table (by
+/// name, a slot's older tasks under its current one), with `names` of their services.
+pub(super) async fn print_tasks(
+    client: &Client,
+    tasks: &[Value],
+    names: &HashMap<String, String>,
+    quiet: bool,
+    no_trunc: bool,
+    format: Format,
+) -> anyhow::Result<()> {
     if format == Format::Json && !quiet {
         print!("{}", output::json(&tasks)?);
-    } else {
-        let sorted = list::sort_tasks(&tasks, &names);
-        if quiet {
-            for (_, t) in &sorted {
-                println!("{}", t["ID"].as_str().unwrap_or_default());
-            }
-        } else {
-            // Names are a nicety: without the node list, nodes show as IDs, as docker's.
-            let nodes: Vec<Value> = client.json(Method::GET, "/nodes").await.unwrap_or_default();
-            let rows = list::ps_rows(
-                &sorted,
-                &list::node_names(&nodes),
-                !no_trunc,
-                std::time::SystemTime::now(),
-            );
-            print!("{}", output::table(&list::PS_HEADERS, &rows));
-        }
+        return Ok(());
     }
-    anyhow::ensure!(missing.is_empty(), "{}", missing.join("\n"));
+    let sorted = list::sort_tasks(tasks, names);
+    if quiet {
+        for (_, t) in &sorted {
+            println!("{}", t["ID"].as_str().unwrap_or_default());
+        }
+        return Ok(());
+    }
+    // Names are a nicety: without the node list, nodes show as IDs, as docker's.
+    let nodes: Vec<Value> = client.json(Method::GET, "/nodes").await.unwrap_or_default();
+    let rows = list::ps_rows(
+        &sorted,
+        &list::node_names(&nodes),
+        !no_trunc,
+        std::time::SystemTime::now(),
+    );
+    print!("{}", output::table(&list::PS_HEADERS, &rows));
     Ok(())
 }
 
@@ -489,27 +503,9 @@ async fn logs(
     session::demux_response_with(resp, |line| prefix_line(line, &names)).await
 }
 
-/// Each task's name as docker prints it before its lines: `web.1.<task id>@<node>`.
-async fn task_names(client: &Client) -> std::collections::HashMap<String, String> {
-    let hosts: std::collections::HashMap<String, String> = client
-        .json::<Vec<Value>>(Method::GET, "/nodes")
-        .await
-        .unwrap_or_default()
-        .iter()
-        .filter_map(|n| {
-            let id = n["ID"].as_str()?.to_string();
-            let name = n["Spec"]["Name"]
-                .as_str()
-                .filter(|s| !s.is_empty())
-                .or_else(|| n["Description"]["Hostname"].as_str())?;
-            Some((id, name.to_string()))
-        })
-        .collect();
-    let tasks = client
-        .json::<Vec<Value>>(Method::GET, "/tasks")
-        .await
-        .unwrap_or_default();
-    let services: std::collections::HashMap<String, String> = client
+/// Every service's name by its ID (none if the daemon cannot say).
+pub(super) async fn service_names(client: &Client) -> HashMap<String, String> {
+    client
         .json::<Vec<Value>>(Method::GET, "/services")
         .await
         .unwrap_or_default()
@@ -520,7 +516,18 @@ async fn task_names(client: &Client) -> std::collections::HashMap<String, String
                 s["Spec"]["Name"].as_str()?.to_string(),
             ))
         })
-        .collect();
+        .collect()
+}
+
+/// Each task's name as docker prints it before its lines: `web.1.<task id>@<node>`.
+async fn task_names(client: &Client) -> std::collections::HashMap<String, String> {
+    let nodes: Vec<Value> = client.json(Method::GET, "/nodes").await.unwrap_or_default();
+    let hosts = list::node_names(&nodes);
+    let tasks = client
+        .json::<Vec<Value>>(Method::GET, "/tasks")
+        .await
+        .unwrap_or_default();
+    let services = service_names(client).await;
     tasks
         .iter()
         .filter_map(|t| {
