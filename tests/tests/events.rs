@@ -45,6 +45,13 @@ fn lines(text: &str) -> Vec<Value> {
         .collect()
 }
 
+fn actions<'a>(events: impl IntoIterator<Item = &'a Value>) -> Vec<&'a str> {
+    events
+        .into_iter()
+        .map(|e| e["Action"].as_str().unwrap_or_default())
+        .collect()
+}
+
 fn attr<'a>(e: &'a Value, key: &str) -> &'a str {
     e["Actor"]["Attributes"][key].as_str().unwrap_or_default()
 }
@@ -149,11 +156,11 @@ fn events_follow_a_services_life() {
         "events are in time order"
     );
     let services = of_type(&all, "service");
-    let actions: Vec<&str> = services
-        .iter()
-        .filter_map(|e| e["Action"].as_str())
-        .collect();
-    assert_eq!(actions, ["create", "update", "remove"], "{services:#?}");
+    assert_eq!(
+        actions(services.iter().copied()),
+        ["create", "update", "remove"],
+        "{services:#?}"
+    );
     assert!(services
         .iter()
         .all(|e| attr(e, "name") == "ev" && e["scope"] == "swarm"));
@@ -203,31 +210,16 @@ fn events_follow_a_services_life() {
     );
 
     // Filtered as dockerd filters: by type, and by name across types.
-    let filtered = docker_events(
-        node,
-        &[
-            "--since",
-            &begin,
-            "--until",
-            &until,
-            "--filter",
-            "type=service",
-        ],
-    );
+    let replay = |filters: &[&str]| {
+        let mut args = vec!["--since", &begin, "--until", &until];
+        for f in filters {
+            args.extend(["--filter", f]);
+        }
+        docker_events(node, &args)
+    };
+    let filtered = replay(&["type=service"]);
     assert_eq!(filtered.len(), 3, "{filtered:#?}");
-    let by_service = docker_events(
-        node,
-        &[
-            "--since",
-            &begin,
-            "--until",
-            &until,
-            "--filter",
-            "service=ev",
-            "--filter",
-            "event=create",
-        ],
-    );
+    let by_service = replay(&["service=ev", "event=create"]);
     // As dockerd's, names match by prefix whatever the type: the service, its task and
     // its container (`ev.1.<task>`) alike.
     let types: Vec<&str> = by_service
@@ -243,46 +235,28 @@ fn events_follow_a_services_life() {
     );
 
     // The live stream saw the same, as it happened.
-    let live_actions = eventually("three live service events", Duration::from_secs(10), || {
-        let got: Vec<String> = seen.try_iter().collect();
-        (got.len() >= 3).then_some(got)
+    let mut got = Vec::new();
+    eventually("three live service events", Duration::from_secs(10), || {
+        got.extend(seen.try_iter());
+        (got.len() >= 3).then_some(())
     });
     let _ = live.kill();
     let _ = live.wait();
-    let live_actions: Vec<String> = lines(&live_actions.join("\n"))
-        .iter()
-        .map(|e| e["Action"].as_str().unwrap_or_default().to_string())
-        .collect();
-    assert_eq!(live_actions, ["create", "update", "remove"]);
+    assert_eq!(
+        actions(&lines(&got.join("\n"))),
+        ["create", "update", "remove"]
+    );
 
     // covey's CLI: the same, as JSON lines and as docker prints them.
-    let json = node.covey_ok(&[
-        "events",
-        "--since",
-        &begin,
-        "--until",
-        &until,
-        "--filter",
-        "type=service",
-        "--format",
-        "json",
-    ]);
-    let actions: Vec<String> = lines(&json)
-        .iter()
-        .map(|e| e["Action"].as_str().unwrap_or_default().to_string())
-        .collect();
-    assert_eq!(actions, ["create", "update", "remove"]);
-    let table = node.covey_ok(&[
-        "events",
-        "--since",
-        &begin,
-        "--until",
-        &until,
-        "--filter",
-        "type=service",
-        "--filter",
-        "event=update",
-    ]);
+    let covey_events = |more: &[&str]| {
+        let mut args = vec!["events", "--since", &begin, "--until", &until];
+        args.extend(["--filter", "type=service"]);
+        args.extend(more);
+        node.covey_ok(&args)
+    };
+    let json = covey_events(&["--format", "json"]);
+    assert_eq!(actions(&lines(&json)), ["create", "update", "remove"]);
+    let table = covey_events(&["--filter", "event=update"]);
     assert!(
         table
             .trim()

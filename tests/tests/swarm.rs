@@ -423,24 +423,15 @@ fn the_docker_cli_drives_a_swarm() {
     assert_eq!(listed.len(), 2, "{listed:?}");
 
     // Promoted, the worker becomes a reachable manager; demoted, a worker again.
+    let role = |what: &str, want: &str| {
+        let format = "{{.Spec.Role}} {{with .ManagerStatus}}{{.Reachability}}{{end}}";
+        eventually(what, Duration::from_secs(30), || {
+            let status = ok(manager, &["node", "inspect", &worker, "--format", format]);
+            (status.trim() == want).then_some(())
+        });
+    };
     ok(manager, &["node", "promote", &worker]);
-    eventually(
-        "the promoted node reachable",
-        Duration::from_secs(30),
-        || {
-            let status = ok(
-                manager,
-                &[
-                    "node",
-                    "inspect",
-                    &worker,
-                    "--format",
-                    "{{.Spec.Role}} {{with .ManagerStatus}}{{.Reachability}}{{end}}",
-                ],
-            );
-            (status.trim() == "manager reachable").then_some(())
-        },
-    );
+    role("the promoted node reachable", "manager reachable");
     assert_eq!(
         ok(
             manager,
@@ -450,19 +441,7 @@ fn the_docker_cli_drives_a_swarm() {
         "2 2"
     );
     ok(manager, &["node", "demote", &worker]);
-    eventually("the demoted node a worker", Duration::from_secs(30), || {
-        let status = ok(
-            manager,
-            &[
-                "node",
-                "inspect",
-                &worker,
-                "--format",
-                "{{.Spec.Role}} {{.ManagerStatus}}",
-            ],
-        );
-        (status.trim() == "worker <nil>").then_some(())
-    });
+    role("the demoted node a worker", "worker");
     eventually(
         "the demoted node stepped down",
         Duration::from_secs(30),

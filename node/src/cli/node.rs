@@ -9,6 +9,7 @@ use serde_json::{json, Value};
 use super::client::{escape, Client};
 use super::filters::{filters_json, parse_filters};
 use super::output::{self, Format};
+use super::service::TaskList;
 use crate::units::bytes_size;
 
 #[derive(Subcommand)]
@@ -34,17 +35,8 @@ pub enum NodeCommand {
     },
     /// List the tasks on nodes (this one if none is named).
     Ps {
-        /// Only display task IDs.
-        #[arg(short, long)]
-        quiet: bool,
-        /// Do not truncate output.
-        #[arg(long)]
-        no_trunc: bool,
-        #[arg(long, value_enum, default_value_t)]
-        format: Format,
-        /// Filter output based on conditions provided (desired-state=, name=, id=, label=).
-        #[arg(short, long = "filter")]
-        filters: Vec<String>,
+        #[command(flatten)]
+        list: TaskList,
         nodes: Vec<String>,
     },
     /// Change a node's availability, labels or role.
@@ -187,13 +179,7 @@ pub async fn run(cmd: NodeCommand, client: &Client) -> anyhow::Result<()> {
                 false => println!("{}", output::json(&out)?),
             }
         }
-        NodeCommand::Ps {
-            quiet,
-            no_trunc,
-            format,
-            filters,
-            nodes,
-        } => {
+        NodeCommand::Ps { list, nodes } => {
             let mut ids = Vec::new();
             for name in if nodes.is_empty() {
                 vec!["self".to_string()]
@@ -207,7 +193,7 @@ pub async fn run(cmd: NodeCommand, client: &Client) -> anyhow::Result<()> {
                     .await?;
                 ids.push(node["ID"].as_str().unwrap_or(&id).to_string());
             }
-            let mut query = filters_json(&parse_filters(&filters)?);
+            let mut query = filters_json(&parse_filters(&list.filters)?);
             query["node"] = json!(ids);
             let tasks: Vec<Value> = client
                 .json(
@@ -216,7 +202,7 @@ pub async fn run(cmd: NodeCommand, client: &Client) -> anyhow::Result<()> {
                 )
                 .await?;
             let names = super::service::service_names(client).await;
-            super::service::print_tasks(client, &tasks, &names, quiet, no_trunc, format).await?;
+            super::service::print_tasks(client, &tasks, &names, &list).await?;
         }
         NodeCommand::Update(args) => {
             update(client, &args.node, |spec| {

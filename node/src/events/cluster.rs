@@ -236,15 +236,17 @@ pub async fn run(store: Store, mut watch: broadcast::Receiver<store::Event>, eve
 mod tests {
     use super::*;
     use crate::manager::objects::Availability;
+    use crate::manager::store::Object;
     use serde_json::json;
 
-    fn change<T: serde::Serialize>(kind: Kind, op: Op, id: &str, value: &T) -> Change {
-        Change {
-            kind,
-            id: id.into(),
+    /// What `t` makes of `op` applied to `value`.
+    fn translate<T: Object>(t: &mut Translator, op: Op, value: &T) -> Option<Event> {
+        t.translate(&Change {
+            kind: T::KIND,
+            id: value.id().into(),
             op,
             value: serde_json::to_value(value).expect("value"),
-        }
+        })
     }
 
     fn service(replicas: u64, image: &str) -> Service {
@@ -263,26 +265,12 @@ mod tests {
     #[test]
     fn services_report_what_changed() {
         let mut t = Translator::default();
-        let created = t
-            .translate(&change(
-                Kind::Service,
-                Op::Created,
-                "svc1",
-                &service(1, "busybox"),
-            ))
-            .expect("an event");
+        let created = translate(&mut t, Op::Created, &service(1, "busybox")).expect("an event");
         assert_eq!((created.kind, created.action), (Type::Service, "create"));
         assert_eq!(created.attribute("name"), "web");
         assert!(!created.attributes.contains_key("replicas.new"));
 
-        let scaled = t
-            .translate(&change(
-                Kind::Service,
-                Op::Updated,
-                "svc1",
-                &service(3, "busybox"),
-            ))
-            .expect("an event");
+        let scaled = translate(&mut t, Op::Updated, &service(3, "busybox")).expect("an event");
         assert_eq!(scaled.action, "update");
         assert_eq!(
             (
@@ -293,25 +281,11 @@ mod tests {
         );
         assert!(!scaled.attributes.contains_key("image.old"));
 
-        let moved = t
-            .translate(&change(
-                Kind::Service,
-                Op::Updated,
-                "svc1",
-                &service(3, "nginx"),
-            ))
-            .expect("an event");
+        let moved = translate(&mut t, Op::Updated, &service(3, "nginx")).expect("an event");
         assert_eq!(moved.attribute("image.new"), "nginx");
         assert!(!moved.attributes.contains_key("replicas.old"));
 
-        let gone = t
-            .translate(&change(
-                Kind::Service,
-                Op::Deleted,
-                "svc1",
-                &service(3, "nginx"),
-            ))
-            .expect("an event");
+        let gone = translate(&mut t, Op::Deleted, &service(3, "nginx")).expect("an event");
         assert_eq!((gone.action, gone.attribute("name")), ("remove", "web"));
         assert_eq!(gone.kind.scope(), "swarm");
     }
@@ -320,11 +294,9 @@ mod tests {
     fn nodes_report_availability_role_and_state() {
         let mut t = Translator::default();
         let mut node = Node::for_tests("n1");
-        t.translate(&change(Kind::Node, Op::Created, "n1", &node));
+        translate(&mut t, Op::Created, &node);
         node.spec.availability = Availability::Drain;
-        let drained = t
-            .translate(&change(Kind::Node, Op::Updated, "n1", &node))
-            .expect("an event");
+        let drained = translate(&mut t, Op::Updated, &node).expect("an event");
         assert_eq!(
             (
                 drained.attribute("availability.old"),
@@ -334,9 +306,7 @@ mod tests {
         );
         assert!(!drained.attributes.contains_key("state.old"));
         node.status.state = crate::manager::objects::NodeState::Down;
-        let down = t
-            .translate(&change(Kind::Node, Op::Updated, "n1", &node))
-            .expect("an event");
+        let down = translate(&mut t, Op::Updated, &node).expect("an event");
         assert_eq!(
             (down.attribute("state.old"), down.attribute("state.new")),
             ("ready", "down")
@@ -356,23 +326,18 @@ mod tests {
             "status": {"state": "new", "timestamp": 1}
         }))
         .expect("a task");
-        let created = t
-            .translate(&change(Kind::Task, Op::Created, "t1", &task))
-            .expect("an event");
+        let created = translate(&mut t, Op::Created, &task).expect("an event");
         assert_eq!(created.attribute("name"), "web.2");
         assert_eq!(created.attribute("service.name"), "web");
         task.status.message = "pulling".into();
         assert!(
-            t.translate(&change(Kind::Task, Op::Updated, "t1", &task))
-                .is_none(),
+            translate(&mut t, Op::Updated, &task).is_none(),
             "a message alone is no event"
         );
         task.status.state = TaskState::Failed;
         task.status.err = "starting container failed: no such file".into();
         task.status.exit_code = 127;
-        let failed = t
-            .translate(&change(Kind::Task, Op::Updated, "t1", &task))
-            .expect("an event");
+        let failed = translate(&mut t, Op::Updated, &task).expect("an event");
         assert_eq!(
             (failed.attribute("state.old"), failed.attribute("state")),
             ("new", "failed")
@@ -383,9 +348,7 @@ mod tests {
         );
         assert_eq!(failed.attribute("exitCode"), "127");
         assert!(!failed.attributes.contains_key("desiredstate.old"));
-        let removed = t
-            .translate(&change(Kind::Task, Op::Deleted, "t1", &task))
-            .expect("an event");
+        let removed = translate(&mut t, Op::Deleted, &task).expect("an event");
         assert_eq!(removed.action, "remove");
     }
 }

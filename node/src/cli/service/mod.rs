@@ -13,7 +13,7 @@ mod update;
 use std::collections::HashMap;
 
 use anyhow::Context;
-use clap::Subcommand;
+use clap::{Args, Subcommand};
 use hyper::Method;
 use serde_json::{json, Value};
 
@@ -64,17 +64,8 @@ pub enum ServiceCommand {
     },
     /// List the tasks of one or more services.
     Ps {
-        /// Only display task IDs.
-        #[arg(short, long)]
-        quiet: bool,
-        /// Do not truncate output.
-        #[arg(long)]
-        no_trunc: bool,
-        #[arg(long, value_enum, default_value_t)]
-        format: Format,
-        /// Filter output based on conditions provided (desired-state=, node=, name=, id=).
-        #[arg(short, long = "filter")]
-        filters: Vec<String>,
+        #[command(flatten)]
+        list: TaskList,
         #[arg(required = true)]
         services: Vec<String>,
     },
@@ -106,6 +97,22 @@ pub enum ServiceCommand {
     },
 }
 
+/// How `service ps` and `node ps` list tasks.
+#[derive(Args)]
+pub struct TaskList {
+    /// Only display task IDs.
+    #[arg(short, long)]
+    quiet: bool,
+    /// Do not truncate output.
+    #[arg(long)]
+    no_trunc: bool,
+    #[arg(long, value_enum, default_value_t)]
+    format: Format,
+    /// Filter output based on conditions provided (desired-state=, node=, name=, id=, label=).
+    #[arg(short, long = "filter")]
+    pub filters: Vec<String>,
+}
+
 pub async fn run(cmd: ServiceCommand, client: &Client) -> anyhow::Result<()> {
     match cmd {
         ServiceCommand::Create(a) => create(client, &a).await,
@@ -125,13 +132,7 @@ pub async fn run(cmd: ServiceCommand, client: &Client) -> anyhow::Result<()> {
             format,
             filters,
         } => ls(client, quiet, format, &filters).await,
-        ServiceCommand::Ps {
-            quiet,
-            no_trunc,
-            format,
-            filters,
-            services,
-        } => ps(client, quiet, no_trunc, format, &filters, &services).await,
+        ServiceCommand::Ps { list, services } => ps(client, &list, &services).await,
         ServiceCommand::Rm { services } => rm(client, &services).await,
         ServiceCommand::Scale { detach, scales } => scale(client, detach, &scales).await,
         ServiceCommand::Update(a) => update(client, &a).await,
@@ -382,15 +383,8 @@ async fn ls(
     Ok(())
 }
 
-async fn ps(
-    client: &Client,
-    quiet: bool,
-    no_trunc: bool,
-    format: Format,
-    filters: &[String],
-    services: &[String],
-) -> anyhow::Result<()> {
-    let filters = parse_filters(filters)?;
+async fn ps(client: &Client, list: &TaskList, services: &[String]) -> anyhow::Result<()> {
+    let filters = parse_filters(&list.filters)?;
     let mut names: HashMap<String, String> = HashMap::new();
     let mut ids = Vec::new();
     let mut missing = Vec::new();
@@ -426,7 +420,7 @@ async fn ps(
             desired.is_empty() || desired.contains(&t["DesiredState"].as_str().unwrap_or_default())
         })
         .collect();
-    print_tasks(client, &tasks, &names, quiet, no_trunc, format).await?;
+    print_tasks(client, &tasks, &names, list).await?;
     anyhow::ensure!(missing.is_empty(), "{}", missing.join("\n"));
     Ok(())
 }
@@ -437,16 +431,14 @@ pub(super) async fn print_tasks(
     client: &Client,
     tasks: &[Value],
     names: &HashMap<String, String>,
-    quiet: bool,
-    no_trunc: bool,
-    format: Format,
+    list: &TaskList,
 ) -> anyhow::Result<()> {
-    if format == Format::Json && !quiet {
+    if list.format == Format::Json && !list.quiet {
         print!("{}", output::json(&tasks)?);
         return Ok(());
     }
     let sorted = list::sort_tasks(tasks, names);
-    if quiet {
+    if list.quiet {
         for (_, t) in &sorted {
             println!("{}", t["ID"].as_str().unwrap_or_default());
         }
@@ -457,7 +449,7 @@ pub(super) async fn print_tasks(
     let rows = list::ps_rows(
         &sorted,
         &list::node_names(&nodes),
-        !no_trunc,
+        !list.no_trunc,
         std::time::SystemTime::now(),
     );
     print!("{}", output::table(&list::PS_HEADERS, &rows));
@@ -565,7 +557,6 @@ fn prefix_line(line: &[u8], names: &std::collections::HashMap<String, String>) -
 mod tests {
     use clap::{CommandFactory, Parser};
 
-    use super::*;
     use crate::cli::Cli;
 
     #[test]
