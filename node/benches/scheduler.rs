@@ -111,6 +111,7 @@ fn nodes(rng: &mut Rng) -> Vec<Node> {
                     addr: format!("10.{}.{}.{}:2377", i >> 16, (i >> 8) & 255, i & 255),
                 },
                 manager_status: None,
+                attachments: Vec::new(),
                 id,
             }
         })
@@ -186,6 +187,8 @@ fn task(rng: &mut Rng, k: usize, slot: usize, spec: &TaskSpec) -> Task {
             message: "pending task scheduling".into(),
             ..Default::default()
         },
+        networks: Vec::new(),
+        endpoint: Default::default(),
     }
 }
 

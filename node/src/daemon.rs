@@ -84,7 +84,9 @@ pub async fn run(config: DaemonConfig) -> anyhow::Result<()> {
         crate::VERSION
     );
 
-    let executor = crate::agent::executor::Executor::new(containers.clone(), images.clone());
+    let networking = Arc::new(crate::network::Networking::new(&config.exec_root));
+    let executor =
+        crate::agent::executor::Executor::new(containers.clone(), images.clone(), networking);
     let swarm = Swarm::open(&config.data_root, Some(executor), events.clone())
         .await
         .context("starting this node's swarm membership")?;

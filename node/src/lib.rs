@@ -24,6 +24,7 @@ pub mod containers;
 pub mod daemon;
 pub mod events;
 pub mod manager;
+pub mod network;
 pub mod swarm;
 pub mod transport;
 pub mod units;

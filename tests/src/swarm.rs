@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::cluster::Net;
-use crate::{Daemon, Registry};
+use crate::Daemon;
 
 /// A test's nodes: the network and one daemon per node.
 pub struct Swarm {
@@ -29,38 +29,6 @@ impl Swarm {
             })
             .collect();
         Swarm { daemons, net }
-    }
-
-    /// A swarm of `nodes` (node 1 the manager, the next `joined - 1` workers, 1 s
-    /// heartbeats, all ready) and a registry on its switch holding busybox, which every
-    /// daemon trusts; the image reference to use.
-    pub fn with_registry(prefix: &str, nodes: usize, joined: usize) -> (Swarm, Registry, String) {
-        // The registry's port is chosen before the daemons start, so they can trust it.
-        let port = crate::free_port();
-        let swarm = Swarm::start_with(prefix, nodes, |net: &Net| {
-            vec![
-                "--insecure-registry".into(),
-                format!("{}:{port}", net.switch_ip()),
-            ]
-        });
-        let registry =
-            Registry::start_on_port(prefix, &swarm.net, port).expect("starting a registry");
-        let image = registry
-            .push("busybox", "busybox")
-            .expect("pushing busybox");
-        swarm.init();
-        for i in 2..=joined {
-            swarm.join(i, "worker", 1);
-        }
-        eventually("every node ready", Duration::from_secs(30), || {
-            let nodes_ready = swarm
-                .nodes(1)?
-                .iter()
-                .filter(|n| n["Status"]["State"] == "ready")
-                .count();
-            (nodes_ready == joined).then_some(())
-        });
-        (swarm, registry, image)
     }
 
     pub fn node(&self, i: usize) -> &Daemon {

@@ -7,7 +7,8 @@ use std::io::BufRead;
 use std::process::{Command, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use covey_tests::swarm::{eventually, Swarm};
+use covey_tests::services;
+use covey_tests::swarm::eventually;
 use covey_tests::{Daemon, DOCKER_CLI};
 use serde_json::Value;
 
@@ -95,7 +96,7 @@ fn tasks_running(node: &Daemon, since: &str, service: &str) -> usize {
 #[test]
 fn events_follow_a_services_life() {
     let begin = now();
-    let (swarm, _registry, image) = Swarm::with_registry("events", 1, 1);
+    let (swarm, _registry, image) = services::swarm("events", 1);
     let node = swarm.node(1);
     let ok = |args: &[&str]| {
         let out = node.docker(args);
@@ -268,7 +269,7 @@ fn events_follow_a_services_life() {
 
 #[test]
 fn a_failing_tasks_events_carry_its_error() {
-    let (swarm, _registry, image) = Swarm::with_registry("evfail", 1, 1);
+    let (swarm, _registry, image) = services::swarm("evfail", 1);
     let node = swarm.node(1);
     let begin = now();
     let out = node.docker(&[

@@ -1,88 +1,11 @@
 //! Services on a swarm of real daemons, each node in its own network namespace, pulling
 //! busybox from a registry on the network's switch and running real containers.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
+use covey_tests::services::*;
 use covey_tests::swarm::{eventually, Swarm};
-use covey_tests::Registry;
 use serde_json::Value;
-
-/// A swarm of `nodes` (node 1 the manager, the others workers, 1 s heartbeats) and a
-/// registry on its switch holding busybox; the image reference to use.
-fn swarm(prefix: &str, nodes: usize) -> (Swarm, Registry, String) {
-    swarm_of(prefix, nodes, nodes)
-}
-
-/// As [`swarm`], with only the first `joined` of the `nodes` in the swarm yet.
-fn swarm_of(prefix: &str, nodes: usize, joined: usize) -> (Swarm, Registry, String) {
-    Swarm::with_registry(prefix, nodes, joined)
-}
-
-/// The service's tasks as `docker service ps` sees them (JSON).
-fn tasks(swarm: &Swarm, service: &str) -> Vec<Value> {
-    let out = swarm
-        .node(1)
-        .covey(&["service", "ps", "--format", "json", service]);
-    serde_json::from_slice(&out.stdout).unwrap_or_default()
-}
-
-/// Node ids of the service's running tasks that should run, one per task; not those on
-/// nodes that are down, whose state is only what the node last said.
-fn running_on(swarm: &Swarm, service: &str) -> Vec<String> {
-    let down: Vec<String> = swarm
-        .nodes(1)
-        .unwrap_or_default()
-        .iter()
-        .filter(|n| n["Status"]["State"] == "down")
-        .filter_map(|n| n["ID"].as_str().map(str::to_string))
-        .collect();
-    tasks(swarm, service)
-        .iter()
-        .filter(|t| t["Status"]["State"] == "running" && t["DesiredState"] == "running")
-        .filter_map(|t| t["NodeID"].as_str().map(str::to_string))
-        .filter(|n| !down.contains(n))
-        .collect()
-}
-
-/// Waits until `n` tasks of the service run; returns how many run on each node.
-fn wait_running(swarm: &Swarm, service: &str, n: usize) -> BTreeMap<String, usize> {
-    eventually(
-        &format!("{n} running tasks of {service}"),
-        Duration::from_secs(60),
-        || {
-            let on = running_on(swarm, service);
-            (on.len() == n).then(|| {
-                let mut count = BTreeMap::new();
-                for node in on {
-                    *count.entry(node).or_insert(0) += 1;
-                }
-                count
-            })
-        },
-    )
-}
-
-/// The names of node `i`'s containers (running ones, or all).
-fn container_names(swarm: &Swarm, i: usize, all: bool) -> Vec<String> {
-    let mut args = vec!["container", "ls", "--format", "json"];
-    if all {
-        args.push("-a");
-    }
-    let list: Vec<Value> = serde_json::from_str(&swarm.node(i).covey_ok(&args)).unwrap_or_default();
-    list.iter()
-        .filter_map(|c| c["Names"][0].as_str())
-        .map(|n| n.trim_start_matches('/').to_string())
-        .collect()
-}
-
-/// The task containers running on node `i` whose names start with `prefix.`.
-fn containers_on(swarm: &Swarm, i: usize, prefix: &str) -> Vec<String> {
-    container_names(swarm, i, false)
-        .into_iter()
-        .filter(|n| n.starts_with(&format!("{prefix}.")))
-        .collect()
-}
 
 /// A running container's pid on node `i` ("0" when it is not running).
 fn pid_of(swarm: &Swarm, i: usize, container: &str) -> String {

@@ -18,6 +18,7 @@ use crate::containers::{ContainerError, Containers, CreateRequest, Status};
 use crate::manager::objects::service::TaskSpec;
 use crate::manager::objects::{Task, TaskState, TaskStatus};
 use crate::manager::store::now_secs;
+use crate::network::Networking;
 
 /// What a task's controller needs of the node.
 #[derive(Clone)]
@@ -27,14 +28,20 @@ pub struct Executor {
     /// One pull per image at a time: the tasks of a new service all want the same image
     /// at once, and the first pull serves them all.
     pub pulling: Arc<std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
+    pub network: Arc<Networking>,
 }
 
 impl Executor {
-    pub fn new(containers: Arc<Containers>, images: Arc<ImageService>) -> Self {
+    pub fn new(
+        containers: Arc<Containers>,
+        images: Arc<ImageService>,
+        network: Arc<Networking>,
+    ) -> Self {
         Executor {
             containers,
             images,
             pulling: Arc::default(),
+            network,
         }
     }
 }
@@ -179,7 +186,10 @@ impl Controller {
             self.pull(image)
                 .await
                 .map_err(|e| (TaskState::Rejected, e))?;
-            let config = container_config(&task.spec).map_err(|e| (TaskState::Rejected, e))?;
+            let mut config = container_config(&task.spec).map_err(|e| (TaskState::Rejected, e))?;
+            if let Some(path) = self.connect(task).await? {
+                config.network = NetworkMode::Path { path };
+            }
             let request = CreateRequest {
                 open_stdin: false,
                 name: Some(self.name.clone()),
@@ -195,6 +205,10 @@ impl Controller {
                 .create(request)
                 .await
                 .map_err(|e| (TaskState::Rejected, e.to_string()))?;
+        }
+        if existing.is_some() {
+            // After a reboot the task's namespace is gone: made again at the same path.
+            self.connect(task).await?;
         }
         self.report(TaskState::Starting, "starting", "", None);
         match self.exec.containers.start(&self.name).await {
@@ -350,6 +364,21 @@ impl Controller {
                 tracing::warn!(task = %self.id, "removing its container: {e}");
             }
         }
+        self.exec.network.detach(&self.id);
+    }
+
+    /// The task's network namespace, connected to its overlay networks (none if it has
+    /// none). A node that cannot connect it rejects the task, as Swarm's does.
+    async fn connect(
+        &self,
+        task: &Task,
+    ) -> Result<Option<std::path::PathBuf>, (TaskState, String)> {
+        self.exec.network.attach(task).await.map_err(|e| {
+            (
+                TaskState::Rejected,
+                format!("connecting to its networks: {e}"),
+            )
+        })
     }
 }
 

@@ -186,6 +186,7 @@ pub fn start(
                 tokio::join!(
                     beats,
                     assignments(managers.clone(), worker.clone()),
+                    network_map(managers.clone(), worker.networking()),
                     worker.reporter.run(managers.clone()),
                     logs::serve(managers.clone(), worker.containers())
                 );
@@ -250,6 +251,34 @@ async fn assignments(managers: Managers, worker: Arc<Worker>) {
             }
             other => {
                 tracing::debug!("agent: assignments: {other:?}");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+}
+
+/// Takes the node's network map from the dispatcher, a long poll at a time, and makes the
+/// node's data plane match it. One it could not apply is asked for again.
+async fn network_map(managers: Managers, networking: Arc<crate::network::Networking>) {
+    let mut known: Option<String> = None;
+    loop {
+        let request = Request::NetworkMap {
+            known: known.clone(),
+        };
+        match managers
+            .call_leader(&request, LONG_POLL + Duration::from_secs(10))
+            .await
+        {
+            Ok(Response::NetworkMap { digest, map }) => match networking.apply(*map).await {
+                Ok(()) => known = Some(digest),
+                Err(e) => {
+                    tracing::warn!("agent: network map: {e}");
+                    known = None;
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            },
+            other => {
+                tracing::debug!("agent: network map: {other:?}");
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
         }

@@ -65,6 +65,10 @@ impl Worker {
         self.exec.containers.clone()
     }
 
+    pub fn networking(&self) -> Arc<crate::network::Networking> {
+        self.exec.network.clone()
+    }
+
     /// Makes the node's tasks the set given: new ones start, changed ones learn of it,
     /// and ones no longer assigned are stopped and their containers removed.
     pub fn assign(&self, tasks: Vec<Task>) {
@@ -119,6 +123,7 @@ impl Worker {
         for c in controllers {
             let _ = tokio::time::timeout(Duration::from_secs(30), c.done).await;
         }
+        self.exec.network.reset().await;
         let _ = std::fs::remove_file(&self.file);
     }
 

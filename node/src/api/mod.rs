@@ -9,6 +9,8 @@ mod events;
 mod exec;
 mod filters;
 mod images;
+mod lookup;
+mod networks;
 mod nodes;
 mod service_logs;
 mod services;
@@ -78,6 +80,13 @@ pub fn app(node: Arc<Node>) -> App {
         .route("/nodes", get(nodes::list))
         .route("/nodes/{id}", get(nodes::inspect).delete(nodes::remove))
         .route("/nodes/{id}/update", post(nodes::update))
+        .route("/networks", get(networks::list))
+        .route("/networks/create", post(networks::create))
+        .route("/networks/prune", post(networks::prune))
+        .route(
+            "/networks/{id}",
+            get(networks::inspect).delete(networks::remove),
+        )
         .route("/distribution/{*rest}", get(distribution::inspect))
         .route("/services", get(services::list))
         .route("/services/create", post(services::create))

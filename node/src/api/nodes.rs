@@ -3,7 +3,6 @@
 use std::sync::Arc;
 
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
 use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -34,31 +33,9 @@ pub async fn list(State(daemon): State<Arc<Daemon>>) -> Result<Json<Vec<Value>>>
 
 /// A node by id, unique id prefix, name or hostname, as the docker CLI lets users name it.
 fn find(manager: &Manager, name: &str) -> Result<Node> {
-    let nodes = manager.store.list::<Node>()?;
-    if let Some(node) = nodes.iter().find(|n| n.id == name) {
-        return Ok(node.clone());
-    }
-    let by_name: Vec<&Node> = nodes
-        .iter()
-        .filter(|n| n.spec.name == name || n.description.hostname == name)
-        .collect();
-    let by_prefix: Vec<&Node> = nodes.iter().filter(|n| n.id.starts_with(name)).collect();
-    let matches = if by_name.is_empty() {
-        by_prefix
-    } else {
-        by_name
-    };
-    match matches.as_slice() {
-        [one] => Ok((*one).clone()),
-        [] => Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            format!("node {name} not found"),
-        )),
-        _ => Err(ApiError::bad_request(format!(
-            "node {name} is ambiguous ({} matches)",
-            matches.len()
-        ))),
-    }
+    super::lookup::find(manager, "node", name, |n: &Node, key| {
+        n.spec.name == key || n.description.hostname == key
+    })
 }
 
 pub async fn inspect(

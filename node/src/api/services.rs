@@ -13,7 +13,7 @@ use super::error::ApiError;
 use super::filters::Filters;
 use super::time::rfc3339;
 use crate::daemon::Node as Daemon;
-use crate::manager::objects::service::Platform;
+use crate::manager::objects::service::{EndpointMode, Platform, PublishMode};
 use crate::manager::objects::{Node, Service, ServiceMode, ServiceSpec, Task, TaskState};
 use crate::manager::store::{Action, Meta};
 use crate::manager::{ca, Manager};
@@ -67,25 +67,9 @@ pub async fn list(
 
 /// A service by id, name or unique id prefix, as the docker CLI lets users name it.
 pub(super) fn find(manager: &Manager, name: &str) -> Result<Service> {
-    let services = manager.store.list::<Service>()?;
-    if let Some(s) = services
-        .iter()
-        .find(|s| s.id == name || s.spec.name == name)
-    {
-        return Ok(s.clone());
-    }
-    let by_prefix: Vec<&Service> = services.iter().filter(|s| s.id.starts_with(name)).collect();
-    match by_prefix.as_slice() {
-        [one] => Ok((*one).clone()),
-        [] => Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            format!("service {name} not found"),
-        )),
-        _ => Err(ApiError::bad_request(format!(
-            "service {name} is ambiguous ({} matches)",
-            by_prefix.len()
-        ))),
-    }
+    super::lookup::find(manager, "service", name, |s: &Service, key| {
+        s.spec.name == key
+    })
 }
 
 #[derive(Deserialize, Default)]
@@ -133,6 +117,7 @@ pub async fn create(
         spec.name = generated_name(&manager)?;
     }
     validate(&spec)?;
+    attach(&manager, &mut spec, "")?;
     if manager
         .store
         .list::<Service>()?
@@ -154,6 +139,7 @@ pub async fn create(
         spec,
         previous_spec: None,
         spec_version: 1,
+        endpoint: Default::default(),
     };
     manager
         .store
@@ -211,6 +197,7 @@ pub async fn update(
         return Err(ApiError::bad_request("renaming services is not supported"));
     }
     validate(&spec)?;
+    attach(&manager, &mut spec, &service.id)?;
     if std::mem::discriminant(&spec.mode) != std::mem::discriminant(&service.spec.mode) {
         return Err(ApiError::bad_request("service mode change is not allowed"));
     }
@@ -342,6 +329,77 @@ fn validate(spec: &ServiceSpec) -> Result<()> {
     Ok(())
 }
 
+/// Resolves the networks `spec` names to their ids (`host` stays: the node's own), and
+/// checks its published ports against the other services' (`own`: the service updated).
+fn attach(manager: &Manager, spec: &mut ServiceSpec, own: &str) -> Result<()> {
+    for attachment in &mut spec.task_template.networks {
+        if attachment.target == "host" {
+            continue;
+        }
+        let network = super::networks::find(manager, &attachment.target)?;
+        if network.spec.ingress {
+            return Err(ApiError::bad_request(format!(
+                "service cannot be explicitly attached to the ingress network {:?}",
+                network.spec.name
+            )));
+        }
+        attachment.target = network.id;
+    }
+    let mut seen = std::collections::HashSet::new();
+    for port in spec.ports() {
+        if port.target_port == 0 || port.target_port > 65535 || port.published_port > 65535 {
+            return Err(ApiError::bad_request(format!(
+                "invalid port {}:{}: ports are 1-65535",
+                port.published_port, port.target_port
+            )));
+        }
+        if port.publish_mode == PublishMode::Ingress && spec.endpoint_mode() == EndpointMode::Dnsrr
+        {
+            return Err(ApiError::bad_request(
+                "port published with ingress mode can't be used with dnsrr mode",
+            ));
+        }
+        if port.published_port != 0 && !seen.insert((port.protocol, port.published_port)) {
+            return Err(ApiError::bad_request(format!(
+                "duplicate published port {}/{}",
+                port.published_port,
+                port.protocol.as_str()
+            )));
+        }
+    }
+    if spec
+        .task_template
+        .networks
+        .iter()
+        .any(|n| n.target == "host")
+        && spec.uses_ingress()
+    {
+        return Err(ApiError::bad_request(
+            "a service on the host network cannot publish ports through the routing mesh: use mode=host",
+        ));
+    }
+    let mut taken = crate::manager::allocator::Ports::default();
+    for other in manager.store.list::<Service>()? {
+        if other.id != own {
+            taken.reserve(&other.spec.name, &other.endpoint.ports);
+            taken.reserve(&other.spec.name, other.spec.ports());
+        }
+    }
+    for port in spec
+        .ports()
+        .iter()
+        .filter(|p| p.publish_mode == PublishMode::Ingress && p.published_port != 0)
+    {
+        if let Some(owner) = taken.owner(&spec.name, port) {
+            return Err(ApiError::bad_request(format!(
+                "port '{}' is already in use by service '{owner}' as an ingress port",
+                port.published_port
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Docker's form of a generated name (adjective_surname), unique among services.
 fn generated_name(manager: &Manager) -> Result<String> {
     let taken: Vec<String> = manager
@@ -355,6 +413,20 @@ fn generated_name(manager: &Manager) -> Result<String> {
     }))
 }
 
+/// The Engine API's `Endpoint`: the spec, and what the allocator gave.
+fn endpoint_json(service: &Service) -> Value {
+    let spec = service.spec.endpoint_spec.clone().unwrap_or_default();
+    let mut value = json!({"Spec": spec});
+    value["Spec"]["Mode"] = json!(service.spec.endpoint_mode());
+    if !service.endpoint.ports.is_empty() {
+        value["Ports"] = json!(service.endpoint.ports);
+    }
+    if !service.endpoint.virtual_ips.is_empty() {
+        value["VirtualIPs"] = json!(service.endpoint.virtual_ips);
+    }
+    value
+}
+
 fn service_json(service: &Service, tasks: Option<&[Task]>) -> Value {
     let mut value = json!({
         "ID": service.id,
@@ -362,7 +434,7 @@ fn service_json(service: &Service, tasks: Option<&[Task]>) -> Value {
         "CreatedAt": rfc3339(service.meta.created_at),
         "UpdatedAt": rfc3339(service.meta.updated_at),
         "Spec": service.spec,
-        "Endpoint": {"Spec": service.spec.extra.get("EndpointSpec").cloned().unwrap_or(json!({}))},
+        "Endpoint": endpoint_json(service),
     });
     if let Some(previous) = &service.previous_spec {
         value["PreviousSpec"] = json!(previous);
@@ -510,16 +582,7 @@ pub async fn task(
 
 /// A task by id or unique id prefix.
 pub(super) fn find_task(manager: &Manager, id: &str) -> Result<Task> {
-    let tasks = manager.store.list::<Task>()?;
-    let found: Vec<&Task> = tasks.iter().filter(|t| t.id.starts_with(id)).collect();
-    match found.as_slice() {
-        [one] => Ok((*one).clone()),
-        [] => Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            format!("task {id} not found"),
-        )),
-        _ => Err(ApiError::bad_request(format!("task {id} is ambiguous"))),
-    }
+    super::lookup::find(manager, "task", id, |_: &Task, _| false)
 }
 
 fn task_json(task: &Task) -> Value {
@@ -553,6 +616,24 @@ fn task_json(task: &Task) -> Value {
     });
     if task.slot > 0 {
         value["Slot"] = json!(task.slot);
+    }
+    if !task.networks.is_empty() {
+        let attachments: Vec<Value> = task
+            .networks
+            .iter()
+            .map(|a| {
+                json!({
+                    "Network": {
+                        "ID": a.network_id,
+                        "Spec": {"Name": a.name, "Ingress": a.ingress, "DriverConfiguration": {"Name": "overlay"}},
+                        "DriverState": {"Name": "overlay", "Options": {"com.docker.network.driver.overlay.vxlanid_list": a.vni.to_string()}},
+                        "IPAMOptions": {"Driver": {"Name": "default"}, "Configs": [{"Subnet": a.subnet.to_string(), "Gateway": a.gateway.to_string()}]},
+                    },
+                    "Addresses": [a.address.to_string()],
+                })
+            })
+            .collect();
+        value["NetworksAttachments"] = json!(attachments);
     }
     if !task.node_id.is_empty() {
         value["NodeID"] = json!(task.node_id);

@@ -9,7 +9,7 @@ use hyper::Method;
 use serde_json::Value;
 
 use super::client::{escape, Client};
-use super::filters::{filters_json, parse_filters};
+use super::filters;
 use super::output::Format;
 
 #[derive(Args)]
@@ -38,12 +38,8 @@ pub async fn run(args: EventsArgs, client: &Client) -> anyhow::Result<()> {
     if let Some(until) = &args.until {
         query.push(format!("until={}", escape(&timestamp(until, now)?)));
     }
-    let filters = parse_filters(&args.filters)?;
-    if !filters.is_empty() {
-        query.push(format!(
-            "filters={}",
-            escape(&filters_json(&filters).to_string())
-        ));
+    if let Some(filters) = filters::query(&args.filters)? {
+        query.push(format!("filters={filters}"));
     }
     let path = match query.is_empty() {
         true => "/events".to_string(),

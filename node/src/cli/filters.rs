@@ -1,4 +1,4 @@
-//! `--filter name=value` flags, as the Engine API's `filters` parameter takes them.
+//! `--filter key=value` flags, as the Engine API's `filters` parameter takes them.
 
 use serde_json::{json, Value};
 
@@ -19,6 +19,12 @@ pub fn filters_json(filters: &[(String, String)]) -> Value {
         by_key.entry(k).or_default().push(v);
     }
     json!(by_key)
+}
+
+/// The `filters` query parameter for `flags`, if any, escaped for a path.
+pub fn query(flags: &[String]) -> anyhow::Result<Option<String>> {
+    let filters = parse_filters(flags)?;
+    Ok((!filters.is_empty()).then(|| super::client::escape(&filters_json(&filters).to_string())))
 }
 
 #[cfg(test)]

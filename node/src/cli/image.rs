@@ -1,7 +1,7 @@
 //! `covey image`: pull, ls, rm, load, inspect, prune.
 
 use std::collections::HashMap;
-use std::io::{BufRead, IsTerminal, Write};
+use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use anyhow::Context;
@@ -346,14 +346,12 @@ async fn inspect(client: &Client, images: &[String]) -> anyhow::Result<()> {
 }
 
 async fn prune(client: &Client, force: bool) -> anyhow::Result<()> {
-    if !force {
-        eprint!("WARNING! This will remove all dangling images.\nAre you sure you want to continue? [y/N] ");
-        std::io::stderr().flush().ok();
-        let mut answer = String::new();
-        std::io::stdin().lock().read_line(&mut answer).ok();
-        if !answer.trim().eq_ignore_ascii_case("y") {
-            return Ok(());
-        }
+    if !force
+        && !output::confirm(
+            "WARNING! This will remove all dangling images.\nAre you sure you want to continue? [y/N] ",
+        )
+    {
+        return Ok(());
     }
     let report: Value = client.json(Method::POST, "/images/prune").await?;
     if let Some(deleted) = report.get("ImagesDeleted").and_then(Value::as_array) {

@@ -8,6 +8,7 @@ mod daemon;
 mod events;
 mod filters;
 mod image;
+mod network;
 mod node;
 mod output;
 mod service;
@@ -57,6 +58,9 @@ enum Command {
     /// Manage services.
     #[command(subcommand)]
     Service(service::ServiceCommand),
+    /// Manage the swarm's overlay networks.
+    #[command(subcommand)]
+    Network(network::NetworkCommand),
     /// Show the covey version of the client and the daemon.
     Version(version::VersionArgs),
     /// Show the daemon's events as they happen (or, with --since and --until, those kept).
@@ -122,6 +126,7 @@ pub fn main() -> ExitCode {
             Command::Swarm(cmd) => swarm::run(cmd, &client(&cli.host)?).await,
             Command::Node(cmd) => node::run(cmd, &client(&cli.host)?).await,
             Command::Service(cmd) => service::run(cmd, &client(&cli.host)?).await,
+            Command::Network(cmd) => network::run(cmd, &client(&cli.host)?).await,
             Command::Events(args) => events::run(args, &client(&cli.host)?).await,
             Command::Version(args) => version::run(args, &client(&cli.host)?).await,
             Command::Container(cmd) => container::run(cmd, &client(&cli.host)?).await,

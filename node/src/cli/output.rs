@@ -39,6 +39,16 @@ pub fn json(value: &impl serde::Serialize) -> anyhow::Result<String> {
     Ok(serde_json::to_string_pretty(value)? + "\n")
 }
 
+/// Asks `question` on the terminal; true only for "y".
+pub fn confirm(question: &str) -> bool {
+    use std::io::{BufRead as _, Write as _};
+    eprint!("{question}");
+    std::io::stderr().flush().ok();
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer).ok();
+    answer.trim().eq_ignore_ascii_case("y")
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -147,6 +147,22 @@ impl Manager {
                     Err(e) => e.into(),
                 }
             }
+            Request::NetworkMap { known } => {
+                if let Some(redirect) = self.unless_leader() {
+                    return redirect;
+                }
+                match self
+                    .dispatcher
+                    .network_map(&cert.node_id, known.as_deref())
+                    .await
+                {
+                    Ok((digest, map)) => Response::NetworkMap {
+                        digest,
+                        map: Box::new(map),
+                    },
+                    Err(e) => e.into(),
+                }
+            }
             Request::LogSubscriptions { active } => {
                 if let Some(redirect) = self.unless_leader() {
                     return redirect;
@@ -406,6 +422,7 @@ impl Manager {
                 addr: peer.addr.ip().to_string(),
             },
             manager_status: manager_status.clone(),
+            attachments: Vec::new(),
         };
         let create = Action::create(&node).map_err(Response::from)?;
         self.store

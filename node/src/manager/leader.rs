@@ -1,11 +1,12 @@
-//! What runs on the leader only, in one loop: the orchestrators decide the tasks, then
-//! the scheduler places them. A round runs on every change of the store's services,
+//! What runs on the leader only, in one loop: the orchestrators decide the tasks, the
+//! allocator gives them addresses, then the scheduler places them. A round runs on every change of the store's services,
 //! tasks, nodes or cluster, when a restart delay ends, and on a slow tick as a backstop.
 
 use std::time::Duration;
 
 use tokio::sync::{broadcast::error::RecvError, watch};
 
+use super::allocator;
 use super::orchestrator::{self, Orchestrator};
 use super::raft::RaftStatus;
 use super::scheduler;
@@ -34,6 +35,9 @@ pub async fn run(store: Store, mut status: watch::Receiver<RaftStatus>) {
                 Some(std::time::Instant::now() + Duration::from_millis(500))
             }
         };
+        if let Err(e) = allocator::round(&store).await {
+            tracing::warn!("allocator: {e}");
+        }
         if let Err(e) = scheduler::leader::round(&store).await {
             tracing::warn!("scheduler: {e}");
         }
@@ -61,7 +65,7 @@ async fn relevant_change(events: &mut tokio::sync::broadcast::Receiver<super::st
                     || event.changes.iter().any(|c| {
                         matches!(
                             c.kind,
-                            Kind::Service | Kind::Task | Kind::Node | Kind::Cluster
+                            Kind::Service | Kind::Task | Kind::Node | Kind::Cluster | Kind::Network
                         )
                     })
                 {

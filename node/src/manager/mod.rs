@@ -10,6 +10,7 @@
 //! - `role_manager`: Raft membership following promotions and demotions, on the leader.
 //! - [`rpc`] and `handler`: what nodes ask of managers over the transport, and who may.
 
+pub mod allocator;
 pub mod ca;
 pub mod dispatcher;
 mod handler;

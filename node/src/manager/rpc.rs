@@ -32,6 +32,9 @@ pub enum Request {
     /// from `known` (the digest of the set the node has), else when they change or after
     /// a while (a long poll).
     Assignments { known: Option<String> },
+    /// A node asks for its network map once it differs from `known` (its digest), else
+    /// when it changes or after a while (a long poll).
+    NetworkMap { known: Option<String> },
     /// A node reports what became of its tasks.
     TaskStatus { updates: Vec<StatusUpdate> },
     /// A node asks which log subscriptions it should serve (a long poll, answered when
@@ -84,6 +87,10 @@ pub enum Response {
     Assignments {
         digest: String,
         tasks: Vec<Task>,
+    },
+    NetworkMap {
+        digest: String,
+        map: Box<crate::network::map::NetworkMap>,
     },
     Done,
     /// Only the leader takes heartbeats: ask it instead.

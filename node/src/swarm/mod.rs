@@ -19,8 +19,8 @@ use crate::agent::executor::Executor;
 use crate::agent::Worker;
 use crate::manager::ca::{self, JoinToken, Role, RootCa, DEFAULT_CERT_VALIDITY};
 use crate::manager::objects::{
-    Availability, Cluster, ClusterSpec, JoinTokens, ManagerStatus, Node, NodeSpec, NodeState,
-    NodeStatus,
+    Availability, Cluster, ClusterSpec, JoinTokens, ManagerStatus, Network, Node, NodeSpec,
+    NodeState, NodeStatus,
 };
 use crate::manager::raft::{raft_id, Forward, Member};
 use crate::manager::rpc::{Request, Response};
@@ -319,10 +319,17 @@ impl Swarm {
                 raft_id: member.raft_id,
                 addr: advertise.clone(),
             }),
+            attachments: Vec::new(),
         };
+        // Swarm makes the routing mesh's network with the cluster.
+        let ingress = Network::ingress(crate::manager::ca::new_id());
         manager
             .store
-            .propose(vec![Action::create(&cluster)?, Action::create(&node)?])
+            .propose(vec![
+                Action::create(&cluster)?,
+                Action::create(&node)?,
+                Action::create(&ingress)?,
+            ])
             .await?;
         manager.raft.submit(Forward::AddMember(member)).await?;
         self.paths.save(&started.state)?;

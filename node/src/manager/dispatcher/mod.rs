@@ -3,6 +3,7 @@
 //! node's state or address is written, so an idle cluster writes nothing. Its other
 //! half ([`tasks`]) hands nodes their tasks and takes back their status.
 
+pub mod networks;
 pub mod tasks;
 
 use std::collections::HashMap;

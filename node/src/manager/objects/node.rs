@@ -18,6 +18,10 @@ pub struct Node {
     pub status: NodeStatus,
     /// Set while the node is a Raft member.
     pub manager_status: Option<ManagerStatus>,
+    /// The node's own addresses on networks, given by the allocator: its end of the
+    /// routing mesh on `ingress`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attachments: Vec<super::network::Attachment>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -143,6 +147,7 @@ impl Node {
                 addr: String::new(),
             },
             manager_status: None,
+            attachments: Vec::new(),
         }
     }
 }

@@ -20,6 +20,9 @@ pub struct Service {
     /// Bumped by every spec change: tasks made from an older spec are out of date.
     #[serde(default)]
     pub spec_version: u64,
+    /// What the allocator gave the service: its ports and virtual IPs.
+    #[serde(default)]
+    pub endpoint: Endpoint,
 }
 
 object!(Service, Kind::Service);
@@ -38,8 +41,113 @@ pub struct ServiceSpec {
     pub task_template: TaskSpec,
     #[serde(default)]
     pub mode: ServiceMode,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint_spec: Option<EndpointSpec>,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
+}
+
+/// The Engine API's `EndpointSpec`: how the service is reached.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "PascalCase")]
+pub struct EndpointSpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<EndpointMode>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<PortConfig>,
+}
+
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum EndpointMode {
+    /// One virtual IP per network, balanced over the tasks.
+    #[default]
+    Vip,
+    /// DNS round robin: the name resolves to the tasks' own addresses.
+    Dnsrr,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "PascalCase")]
+pub struct PortConfig {
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub name: String,
+    #[serde(default)]
+    pub protocol: Protocol,
+    #[serde(default)]
+    pub target_port: u32,
+    /// 0 in a spec: the allocator picks one (ingress mode).
+    #[serde(default)]
+    pub published_port: u32,
+    #[serde(default)]
+    pub publish_mode: PublishMode,
+}
+
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    #[default]
+    Tcp,
+    Udp,
+    Sctp,
+}
+
+impl Protocol {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+            Protocol::Sctp => "sctp",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum PublishMode {
+    /// The routing mesh: every node answers on the published port.
+    #[default]
+    Ingress,
+    /// Only the nodes running a task answer, on the task's own port.
+    Host,
+}
+
+/// What the allocator gave a service (the Engine API's `Endpoint`, less its spec).
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "PascalCase")]
+pub struct Endpoint {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<PortConfig>,
+    #[serde(default, rename = "VirtualIPs", skip_serializing_if = "Vec::is_empty")]
+    pub virtual_ips: Vec<VirtualIp>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "PascalCase")]
+pub struct VirtualIp {
+    #[serde(rename = "NetworkID")]
+    pub network_id: String,
+    pub addr: ipnet::Ipv4Net,
+}
+
+impl ServiceSpec {
+    pub fn endpoint_mode(&self) -> EndpointMode {
+        self.endpoint_spec
+            .as_ref()
+            .and_then(|e| e.mode)
+            .unwrap_or_default()
+    }
+
+    pub fn ports(&self) -> &[PortConfig] {
+        self.endpoint_spec.as_ref().map_or(&[], |e| &e.ports)
+    }
+
+    /// Whether the service is reached through the routing mesh, and so is on `ingress`.
+    pub fn uses_ingress(&self) -> bool {
+        self.ports()
+            .iter()
+            .any(|p| p.publish_mode == PublishMode::Ingress)
+    }
 }
 
 /// What each task of a service runs: the Engine API's `TaskSpec`.
@@ -130,6 +238,8 @@ pub struct MountSpec {
 pub struct NetworkAttachment {
     #[serde(default)]
     pub target: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub aliases: Vec<String>,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }

@@ -4,7 +4,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::service::TaskSpec;
+use super::network::Attachment;
+use super::service::{Endpoint, TaskSpec};
 use crate::manager::store::{object, Kind, Meta};
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -28,6 +29,12 @@ pub struct Task {
     pub job: bool,
     pub desired_state: TaskState,
     pub status: TaskStatus,
+    /// The task's addresses on its networks, set by the allocator before it is scheduled.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub networks: Vec<Attachment>,
+    /// The service's endpoint when the task was allocated (its published ports).
+    #[serde(default)]
+    pub endpoint: Endpoint,
 }
 
 object!(Task, Kind::Task);

@@ -142,6 +142,8 @@ pub fn new_task(service: &Service, slot: u64, node_id: &str) -> Task {
             message: "created".into(),
             ..Default::default()
         },
+        networks: Vec::new(),
+        endpoint: Default::default(),
     }
 }
 

@@ -20,6 +20,7 @@ fn service(mode: ServiceMode) -> Service {
         },
         previous_spec: None,
         spec_version: 1,
+        endpoint: Default::default(),
     }
 }
 

@@ -1,5 +1,6 @@
-//! The scheduler's round on the leader: every task waiting for a node is given one (or,
-//! for a global task, its node is checked), and those that fit nowhere say why.
+//! The scheduler's round on the leader: every task waiting for a node (`pending`: the
+//! allocator has given it its addresses) is given one (or, for a global task, its node is
+//! checked), and those that fit nowhere say why.
 
 use super::Scheduler;
 use crate::manager::objects::{Node, Task, TaskState, TaskStatus};
@@ -9,7 +10,7 @@ pub async fn round(store: &Store) -> Result<(), Error> {
     let tasks = store.list::<Task>()?;
     let waiting: Vec<Task> = tasks
         .iter()
-        .filter(|t| t.desired_state <= TaskState::Running && t.status.state <= TaskState::Pending)
+        .filter(|t| t.desired_state <= TaskState::Running && t.status.state == TaskState::Pending)
         .cloned()
         .collect();
     if waiting.is_empty() {

@@ -38,6 +38,8 @@ fn task(id: &str, service: &str) -> Task {
             state: TaskState::Pending,
             ..Default::default()
         },
+        networks: Vec::new(),
+        endpoint: Default::default(),
     }
 }
 

@@ -1,0 +1,38 @@
+//! Finding a cluster object as the docker CLI lets users name it: by full id, by name, or
+//! by a unique id prefix.
+
+use axum::http::StatusCode;
+
+use super::error::ApiError;
+use crate::manager::store::Object;
+use crate::manager::Manager;
+
+/// The one `T` that `key` names; `what` names the kind in errors ("service", "network").
+pub fn find<T: Object>(
+    manager: &Manager,
+    what: &str,
+    key: &str,
+    named: impl Fn(&T, &str) -> bool,
+) -> Result<T, ApiError> {
+    let all = manager.store.list::<T>()?;
+    if let Some(one) = all.iter().find(|o| o.id() == key) {
+        return Ok(one.clone());
+    }
+    let by_name: Vec<&T> = all.iter().filter(|o| named(o, key)).collect();
+    let matches = if by_name.is_empty() {
+        all.iter().filter(|o| o.id().starts_with(key)).collect()
+    } else {
+        by_name
+    };
+    match matches.as_slice() {
+        [one] => Ok((*one).clone()),
+        [] => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("{what} {key} not found"),
+        )),
+        _ => Err(ApiError::bad_request(format!(
+            "{what} {key} is ambiguous ({} matches)",
+            matches.len()
+        ))),
+    }
+}
