@@ -1,7 +1,8 @@
 //! Swarm events from the store's watch stream, on every manager (each applies the same
 //! entries), as dockerd makes them from swarmkit's watch (`daemon/events.go`): nodes and
 //! services created, updated (with what changed as `<attribute>.old` and `.new`) and
-//! removed; and covey's task events, a task's state changes with its error.
+//! removed, networks likewise (by name only, as dockerd); and covey's task events, a
+//! task's state changes with its error.
 //!
 //! The store's changes carry the new value only, so the translator keeps what it last
 //! saw of each object: small for nodes and services, two states for a task.
@@ -12,7 +13,7 @@ use std::sync::Arc;
 use tokio::sync::broadcast;
 
 use super::{Event, Events, Type};
-use crate::manager::objects::{Node, Service, ServiceMode, Task, TaskState};
+use crate::manager::objects::{Network, Node, Service, ServiceMode, Task, TaskState};
 use crate::manager::store::{self, Change, Kind, Op, Store};
 
 /// What was last seen of the store's objects.
@@ -102,6 +103,11 @@ impl Translator {
             Kind::Node => self.node(change.op, change.decode()?),
             Kind::Service => self.service(change.op, change.decode()?),
             Kind::Task => self.task(change.op, change.decode()?),
+            Kind::Network => {
+                let network: Network = change.decode()?;
+                let event = Event::new(Type::Network, action(change.op), network.id);
+                Some(event.with("name", network.spec.name))
+            }
             _ => None,
         }
     }
@@ -288,6 +294,25 @@ mod tests {
         let gone = translate(&mut t, Op::Deleted, &service(3, "nginx")).expect("an event");
         assert_eq!((gone.action, gone.attribute("name")), ("remove", "web"));
         assert_eq!(gone.kind.scope(), "swarm");
+    }
+
+    #[test]
+    fn networks_are_named() {
+        let mut t = Translator::default();
+        let network: Network = serde_json::from_value(json!({
+            "id": "net1", "meta": {"version": 1, "created_at": 1, "updated_at": 1},
+            "spec": {"Name": "backend", "Driver": "overlay"}
+        }))
+        .expect("a network");
+        let created = translate(&mut t, Op::Created, &network).expect("an event");
+        assert_eq!(
+            (created.kind.as_str(), created.action),
+            ("network", "create")
+        );
+        assert_eq!(created.attribute("name"), "backend");
+        assert_eq!(created.kind.scope(), "swarm");
+        let removed = translate(&mut t, Op::Deleted, &network).expect("an event");
+        assert_eq!(removed.action, "remove");
     }
 
     #[test]

@@ -29,6 +29,8 @@ pub enum Type {
     Image,
     Node,
     Service,
+    /// The swarm's overlay networks.
+    Network,
     /// A task's state changes (covey's own: Docker has no task events), so that why a
     /// task failed is seen as it happens.
     Task,
@@ -41,6 +43,7 @@ impl Type {
             Type::Image => "image",
             Type::Node => "node",
             Type::Service => "service",
+            Type::Network => "network",
             Type::Task => "task",
         }
     }
@@ -50,7 +53,7 @@ impl Type {
     pub fn scope(self) -> &'static str {
         match self {
             Type::Container | Type::Image => "local",
-            Type::Node | Type::Service | Type::Task => "swarm",
+            Type::Node | Type::Service | Type::Network | Type::Task => "swarm",
         }
     }
 }
