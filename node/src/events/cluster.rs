@@ -5,7 +5,9 @@
 //! task's state changes with its error.
 //!
 //! The store's changes carry the new value only, so the translator keeps what it last
-//! saw of each object: small for nodes and services, two states for a task.
+//! saw of each object: small for nodes and services, two states for a task. An event's
+//! time is when this manager applied the change (dockerd takes the object's `UpdatedAt`;
+//! covey's store keeps whole seconds, too coarse to order a burst of events).
 
 use std::collections::HashMap;
 use std::sync::Arc;
