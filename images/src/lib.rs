@@ -43,5 +43,5 @@ pub use metadata::ImageRecord;
 pub use platform::Platform;
 pub use pull::{Progress, Pulled};
 pub use reference::Reference;
-pub use service::{ImageOptions, ImageService, Loaded, PruneReport, Removed};
+pub use service::{ImageEvent, ImageOptions, ImageService, Loaded, PruneReport, Removed};
 pub use snapshot::{Snapshot, SnapshotMode};

@@ -124,6 +124,10 @@ impl ImageService {
                 progress,
             )
             .await?;
+        self.notify(crate::service::ImageEvent::Pulled {
+            reference: reference.clone(),
+            image: image.id.clone(),
+        });
         Ok(Pulled {
             image,
             digest: index_digest.unwrap_or(manifest_digest),

@@ -14,6 +14,7 @@ use crate::layers::LayerStore;
 use crate::metadata::{ImageRecord, Metadata};
 use crate::platform::Platform;
 use crate::pull::ProgressFn;
+use crate::reference::Reference;
 use crate::snapshot::{Snapshot, SnapshotMode, Snapshotter};
 use crate::unpack::UnpackLimits;
 use crate::Error;
@@ -67,6 +68,33 @@ pub enum Removed {
     Deleted(Digest),
 }
 
+/// A change to the image store, for whoever reports it (the daemon's `events`): pulls by
+/// anyone (the API, a node's agent), removals, loads.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ImageEvent {
+    /// `reference` now names `image`, pulled from its registry.
+    Pulled {
+        reference: Reference,
+        image: Digest,
+    },
+    /// Loaded from an archive, under these names.
+    Loaded {
+        image: Digest,
+        names: Vec<String>,
+    },
+    /// A name (as stored, full) no longer names `image`.
+    Untagged {
+        name: String,
+        image: Digest,
+    },
+    Deleted {
+        image: Digest,
+    },
+}
+
+/// Told of each [`ImageEvent`] as it happens, on the caller's task: it must not block.
+pub type Observer = Box<dyn Fn(ImageEvent) + Send + Sync>;
+
 #[derive(Clone, Debug, Default)]
 pub struct PruneReport {
     pub deleted: Vec<Digest>,
@@ -85,6 +113,8 @@ pub struct ImageService {
     /// Pulls and loads hold it shared for their whole run, garbage collection exclusively,
     /// so that blobs a pull has fetched but not yet recorded are never collected.
     pub(crate) gc_lock: tokio::sync::RwLock<()>,
+    /// Set once by the daemon; none in tests and tools that report nothing.
+    observer: std::sync::OnceLock<Observer>,
 }
 
 impl ImageService {
@@ -104,7 +134,21 @@ impl ImageService {
             options,
             content,
             gc_lock: tokio::sync::RwLock::new(()),
+            observer: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Has `observer` told of every change from now on. Only the first one set is kept.
+    pub fn observe(&self, observer: Observer) {
+        if self.observer.set(observer).is_err() {
+            tracing::warn!("the image store already has an observer");
+        }
+    }
+
+    pub(crate) fn notify(&self, event: ImageEvent) {
+        if let Some(observe) = self.observer.get() {
+            observe(event);
+        }
     }
 
     pub fn root(&self) -> &Path {
@@ -208,6 +252,17 @@ impl ImageService {
                 actions.push(Removed::Deleted(image.id.clone()));
             }
             meta.save()?;
+            for n in &names {
+                self.notify(ImageEvent::Untagged {
+                    name: n.clone(),
+                    image: image.id.clone(),
+                });
+            }
+            if deleting {
+                self.notify(ImageEvent::Deleted {
+                    image: image.id.clone(),
+                });
+            }
             deleting
         };
         if deleted {
@@ -233,6 +288,11 @@ impl ImageService {
                 report.deleted.push(img.id.clone());
             }
             meta.save()?;
+            for image in &report.deleted {
+                self.notify(ImageEvent::Deleted {
+                    image: image.clone(),
+                });
+            }
         }
         report.reclaimed = self.collect_garbage()?;
         self.content.clear_ingest()?;
@@ -325,6 +385,10 @@ impl ImageService {
                     progress,
                 )
                 .await?;
+            self.notify(ImageEvent::Loaded {
+                image: image.id.clone(),
+                names: tags.clone(),
+            });
             loaded.push(Loaded { image, names: tags });
         }
         Ok(loaded)

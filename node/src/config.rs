@@ -1,5 +1,6 @@
 //! The daemon's configuration: dockerd's flags where they mean the same, over a TOML file.
 
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
@@ -9,6 +10,8 @@ pub const DEFAULT_CONFIG_FILE: &str = "/etc/covey/covey.toml";
 pub const DEFAULT_DATA_ROOT: &str = "/var/lib/covey";
 pub const DEFAULT_EXEC_ROOT: &str = "/run/covey";
 pub const DEFAULT_HOST: &str = "unix:///run/covey/covey.sock";
+/// dockerd's port for the API over TLS.
+pub const DEFAULT_TLS_PORT: u16 = 2376;
 
 /// `/etc/covey/covey.toml`. Unknown keys are refused, so a typo is not silently ignored.
 #[derive(Debug, Default, Deserialize)]
@@ -21,6 +24,10 @@ pub struct FileConfig {
     #[serde(default)]
     pub insecure_registries: Vec<String>,
     pub debug: Option<bool>,
+    pub tlsverify: Option<bool>,
+    pub tlscacert: Option<PathBuf>,
+    pub tlscert: Option<PathBuf>,
+    pub tlskey: Option<PathBuf>,
 }
 
 /// The settings the daemon runs with, after flags are laid over the file.
@@ -28,10 +35,29 @@ pub struct FileConfig {
 pub struct DaemonConfig {
     pub data_root: PathBuf,
     pub exec_root: PathBuf,
-    /// The unix socket the API is served on.
+    /// The unix socket the API is served on, always: the covey CLI and the node's own
+    /// tools speak to it.
     pub socket: PathBuf,
+    /// Where the API is also served over TCP, only ever with TLS client certificates.
+    pub tcp: Option<TcpHost>,
     pub insecure_registries: Vec<String>,
     pub debug: bool,
+}
+
+/// The API over TCP: the address, and the files that make it TLS with client
+/// certificates signed by `ca` (dockerd's `--tlsverify`).
+#[derive(Debug, Clone)]
+pub struct TcpHost {
+    pub addr: SocketAddr,
+    pub tls: TlsFiles,
+}
+
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    /// The CA that client certificates must be signed by.
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 /// What was given on the command line.
@@ -40,9 +66,14 @@ pub struct Flags {
     pub config_file: Option<PathBuf>,
     pub data_root: Option<PathBuf>,
     pub exec_root: Option<PathBuf>,
-    pub host: Option<String>,
+    /// `-H`, as many as given (one unix socket, one TCP address).
+    pub hosts: Vec<String>,
     pub insecure_registries: Vec<String>,
     pub debug: bool,
+    pub tlsverify: bool,
+    pub tlscacert: Option<PathBuf>,
+    pub tlscert: Option<PathBuf>,
+    pub tlskey: Option<PathBuf>,
 }
 
 impl DaemonConfig {
@@ -62,16 +93,34 @@ impl DaemonConfig {
             .exec_root
             .or(file.exec_root)
             .unwrap_or_else(|| DEFAULT_EXEC_ROOT.into());
-        if file.hosts.len() > 1 {
-            bail!(
-                "covey serves one API socket; the config file lists {} hosts",
-                file.hosts.len()
-            );
+        let hosts = match flags.hosts.is_empty() {
+            true => file.hosts,
+            false => flags.hosts,
+        };
+        let mut socket = None;
+        let mut tcp = None;
+        for host in &hosts {
+            match host.strip_prefix("tcp://") {
+                Some(addr) if tcp.is_none() => tcp = Some(tcp_addr(addr)?),
+                None if socket.is_none() => socket = Some(unix_socket_path(host)?),
+                _ => bail!(
+                    "covey serves one unix socket and one TCP address; {host:?} is one too many"
+                ),
+            }
         }
-        let host = flags.host.or_else(|| file.hosts.into_iter().next());
-        let socket = match host {
-            Some(h) => unix_socket_path(&h)?,
-            None => exec_root.join("covey.sock"),
+        let socket = socket.unwrap_or_else(|| exec_root.join("covey.sock"));
+        let tls = TlsFlags {
+            verify: flags.tlsverify || file.tlsverify.unwrap_or(false),
+            ca: flags.tlscacert.or(file.tlscacert),
+            cert: flags.tlscert.or(file.tlscert),
+            key: flags.tlskey.or(file.tlskey),
+        };
+        let tcp = match tcp {
+            Some(addr) => Some(TcpHost {
+                addr,
+                tls: tls.files(addr)?,
+            }),
+            None => None,
         };
         let mut insecure = file.insecure_registries;
         insecure.extend(flags.insecure_registries);
@@ -93,10 +142,69 @@ impl DaemonConfig {
             data_root,
             exec_root,
             socket,
+            tcp,
             insecure_registries: insecure,
             debug: flags.debug || file.debug.unwrap_or(false),
         })
     }
+}
+
+/// The TLS settings as given, before they are checked.
+struct TlsFlags {
+    verify: bool,
+    ca: Option<PathBuf>,
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+}
+
+impl TlsFlags {
+    /// The files TCP needs. Anyone who reaches a plaintext (or certificate-less) API port
+    /// owns the node, so covey has no such mode: all four settings or no TCP.
+    fn files(self, addr: SocketAddr) -> anyhow::Result<TlsFiles> {
+        match self {
+            TlsFlags {
+                verify: true,
+                ca: Some(ca),
+                cert: Some(cert),
+                key: Some(key),
+            } => Ok(TlsFiles { ca, cert, key }),
+            _ => bail!(
+                "refusing to serve the API on tcp://{addr} without TLS client certificates: \
+                 give --tlsverify with --tlscacert, --tlscert and --tlskey (covey has no plaintext TCP)"
+            ),
+        }
+    }
+}
+
+/// A TCP host's address: `IP:PORT`, `:PORT` (all interfaces), `IP` (port 2376), or a name.
+fn tcp_addr(raw: &str) -> anyhow::Result<SocketAddr> {
+    let addr = raw.trim_end_matches('/');
+    if let Ok(a) = addr.parse::<SocketAddr>() {
+        return Ok(a);
+    }
+    if addr.is_empty() {
+        return Ok(SocketAddr::new(
+            Ipv4Addr::UNSPECIFIED.into(),
+            DEFAULT_TLS_PORT,
+        ));
+    }
+    if let Some(port) = addr.strip_prefix(':') {
+        let port = port
+            .parse()
+            .with_context(|| format!("invalid host tcp://{raw}: bad port"))?;
+        return Ok(SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), port));
+    }
+    let bare = addr.trim_start_matches('[').trim_end_matches(']');
+    if let Ok(ip) = bare.parse::<IpAddr>() {
+        return Ok(SocketAddr::new(ip, DEFAULT_TLS_PORT));
+    }
+    let named = match addr.contains(':') {
+        true => addr.to_socket_addrs(),
+        false => (addr, DEFAULT_TLS_PORT).to_socket_addrs(),
+    };
+    named.ok().and_then(|mut all| all.next()).with_context(|| {
+        format!("invalid host tcp://{raw}: expected IP:PORT or a name that resolves")
+    })
 }
 
 fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
@@ -117,7 +225,7 @@ pub fn unix_socket_path(host: &str) -> anyhow::Result<PathBuf> {
         return Ok(PathBuf::from(host));
     }
     if let Some((scheme, _)) = host.split_once("://") {
-        bail!("unsupported host {host:?}: covey serves its API on unix sockets only (got {scheme}://)");
+        bail!("unsupported host {host:?}: covey speaks to its daemon on a unix socket (got {scheme}://); over TCP, use the docker CLI with --tlsverify");
     }
     bail!("invalid host {host:?}: expected unix:///path/to/socket")
 }
@@ -164,7 +272,52 @@ mod tests {
         assert!(unix_socket_path("tcp://1.2.3.4:2375")
             .unwrap_err()
             .to_string()
-            .contains("unix sockets only"));
+            .contains("unix socket"));
         assert!(unix_socket_path("nonsense").is_err());
+    }
+
+    fn with_hosts(hosts: &[&str], tls: bool) -> anyhow::Result<DaemonConfig> {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("covey.toml");
+        std::fs::write(&file, "").unwrap();
+        DaemonConfig::resolve(Flags {
+            config_file: Some(file),
+            exec_root: Some("/e".into()),
+            hosts: hosts.iter().map(|h| h.to_string()).collect(),
+            tlsverify: tls,
+            tlscacert: tls.then(|| "ca.pem".into()),
+            tlscert: tls.then(|| "cert.pem".into()),
+            tlskey: tls.then(|| "key.pem".into()),
+            ..Default::default()
+        })
+    }
+
+    #[test]
+    fn tcp_only_with_client_certificates() {
+        let c = with_hosts(&["tcp://127.0.0.1:2376"], true).unwrap();
+        let tcp = c.tcp.expect("a TCP host");
+        assert_eq!(tcp.addr, "127.0.0.1:2376".parse().unwrap());
+        assert_eq!(tcp.tls.ca, PathBuf::from("ca.pem"));
+        assert_eq!(c.socket, PathBuf::from("/e/covey.sock"), "the socket stays");
+        let err = with_hosts(&["tcp://0.0.0.0:2375"], false).unwrap_err();
+        assert!(format!("{err:#}").contains("--tlsverify"), "{err:#}");
+        let c = with_hosts(&["unix:///s.sock", "tcp://:2377"], true).unwrap();
+        assert_eq!(c.socket, PathBuf::from("/s.sock"));
+        assert_eq!(c.tcp.unwrap().addr.port(), 2377);
+        assert!(with_hosts(&["tcp://:1", "tcp://:2"], true).is_err());
+        assert!(with_hosts(&["unix:///a", "unix:///b"], true).is_err());
+    }
+
+    #[test]
+    fn tcp_addresses() {
+        assert_eq!(tcp_addr("").unwrap(), "0.0.0.0:2376".parse().unwrap());
+        assert_eq!(
+            tcp_addr("10.0.0.1").unwrap(),
+            "10.0.0.1:2376".parse().unwrap()
+        );
+        assert_eq!(tcp_addr("[::1]:99").unwrap(), "[::1]:99".parse().unwrap());
+        assert_eq!(tcp_addr("[::1]").unwrap(), "[::1]:2376".parse().unwrap());
+        assert_eq!(tcp_addr("localhost:2376").unwrap().port(), 2376);
+        assert!(tcp_addr(":nope").is_err());
     }
 }

@@ -10,6 +10,7 @@ use nix::fcntl::{Flock, FlockArg};
 use crate::api;
 use crate::config::DaemonConfig;
 use crate::containers::Containers;
+use crate::events::{image_event, Events};
 use crate::swarm::Swarm;
 
 /// Everything the API handlers reach.
@@ -18,6 +19,8 @@ pub struct Node {
     pub images: Arc<ImageService>,
     pub containers: Arc<Containers>,
     pub swarm: Arc<Swarm>,
+    /// What `docker events` shows: this node's and, on a manager, the swarm's.
+    pub events: Arc<Events>,
 }
 
 /// glibc's allocator, tuned for a daemon that runs for months on a small board: at most
@@ -62,8 +65,17 @@ pub async fn run(config: DaemonConfig) -> anyhow::Result<()> {
         },
     )
     .context("opening the image store")?;
+    let events = Arc::new(Events::default());
+    let bus = events.clone();
+    images.observe(Box::new(move |change| bus.publish(image_event(change))));
     let images = Arc::new(images);
-    let containers = Containers::open(&config.data_root, &config.exec_root, images.clone()).await?;
+    let containers = Containers::open(
+        &config.data_root,
+        &config.exec_root,
+        images.clone(),
+        events.clone(),
+    )
+    .await?;
     tracing::info!(
         data_root = %config.data_root.display(),
         snapshots = ?images.snapshot_mode(),
@@ -78,7 +90,7 @@ pub async fn run(config: DaemonConfig) -> anyhow::Result<()> {
     ));
     let executor =
         crate::agent::executor::Executor::new(containers.clone(), images.clone(), networking);
-    let swarm = Swarm::open(&config.data_root, Some(executor))
+    let swarm = Swarm::open(&config.data_root, Some(executor), events.clone())
         .await
         .context("starting this node's swarm membership")?;
 
@@ -97,24 +109,50 @@ pub async fn run(config: DaemonConfig) -> anyhow::Result<()> {
     std::fs::write(&pidfile, std::process::id().to_string())
         .with_context(|| format!("writing {}", pidfile.display()))?;
 
+    // Bound before anything is served: bad certificates or a taken port stop the daemon
+    // at start, not later.
+    let tcp = match &config.tcp {
+        Some(host) => Some(
+            api::tls::TlsListener::bind(host.addr, &host.tls)
+                .await
+                .context("serving the API over TCP")?,
+        ),
+        None => None,
+    };
     let node = Arc::new(Node {
         config,
         images,
         containers,
         swarm: swarm.clone(),
+        events,
     });
     tracing::info!(socket = %socket.display(), "API listening");
     // Clients following logs or attached would hold a graceful shutdown open for ever:
     // they get a few seconds, then the daemon goes (its containers keep running).
-    let stopping = Arc::new(tokio::sync::Notify::new());
-    let notify = stopping.clone();
-    let serve = axum::serve(listener, api::app(node)).with_graceful_shutdown(async move {
+    let (stop, stopping) = tokio::sync::watch::channel(false);
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let unix = std::future::IntoFuture::into_future(
+        axum::serve(listener, api::app(node.clone()))
+            .with_graceful_shutdown(stopped(stopping.clone())),
+    );
+    let tcp = async {
+        let Some(tcp) = tcp else { return Ok(()) };
+        if let Ok(addr) = axum::serve::Listener::local_addr(&tcp) {
+            tracing::info!(%addr, "API listening over TLS, client certificates required");
+        }
+        axum::serve(tcp, api::app(node))
+            .with_graceful_shutdown(stopped(stopping.clone()))
+            .await
+    };
+    tokio::spawn(async move {
         shutdown_signal().await;
-        notify.notify_waiters();
+        let _ = stop.send(true);
     });
     tokio::select! {
-        r = serve => r.context("serving the API")?,
-        _ = async { stopping.notified().await; tokio::time::sleep(std::time::Duration::from_secs(5)).await } => {
+        r = futures_util::future::try_join(unix, tcp) => { r.context("serving the API")?; }
+        _ = async { stopped(stopping.clone()).await; tokio::time::sleep(std::time::Duration::from_secs(5)).await } => {
             tracing::info!("clients still connected after 5s; stopping anyway");
         }
     }

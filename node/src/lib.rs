@@ -4,6 +4,8 @@
 //! - [`config`]: the daemon's settings, from flags and `/etc/covey/covey.toml`.
 //! - [`daemon`]: `covey daemon`: opens the node's stores and serves the API.
 //! - [`containers`]: the node's containers (create, start, stop, logs...) over the runtime.
+//! - [`events`]: what `docker events` shows: this node's container and image events, and
+//!   on managers the swarm's, with a bounded history.
 //! - [`api`]: the Docker Engine API subset, on the daemon's unix socket. The only module
 //!   that knows the Docker JSON shapes.
 //! - [`cli`]: the `covey` command line, a client of that API (one file per noun).
@@ -20,6 +22,7 @@ pub mod cli;
 pub mod config;
 pub mod containers;
 pub mod daemon;
+pub mod events;
 pub mod manager;
 pub mod network;
 pub mod swarm;

@@ -122,6 +122,31 @@ pub fn parse_duration(s: &str) -> anyhow::Result<i64> {
     Ok(if neg { -total } else { total })
 }
 
+/// Bytes as docker's `BytesSize`: binary units, four significant digits ("64MiB").
+pub fn bytes_size(n: i64) -> String {
+    const UNITS: [&str; 7] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    // Go's %.4g: four significant digits, trailing zeros dropped.
+    let int_digits = if v < 1.0 {
+        1
+    } else {
+        (v.log10().floor() as usize) + 1
+    };
+    let decimals = 4usize.saturating_sub(int_digits);
+    let s = format!("{v:.decimals$}");
+    let s = if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        s
+    };
+    format!("{s}{}", UNITS[u])
+}
+
 /// Seconds since the epoch, now.
 pub fn now() -> i64 {
     std::time::SystemTime::now()
@@ -188,6 +213,15 @@ mod tests {
         assert_eq!(human_size(1_500), "1.5kB");
         assert_eq!(human_size(4_300_000), "4.3MB");
         assert_eq!(human_size(2_000_000_000), "2GB");
+    }
+
+    #[test]
+    fn binary_sizes_as_docker_prints_them() {
+        assert_eq!(bytes_size(64 << 20), "64MiB");
+        assert_eq!(bytes_size(10 * 1024 * 1024), "10MiB");
+        assert_eq!(bytes_size(1536 << 20), "1.5GiB");
+        assert_eq!(bytes_size(1000), "1000B");
+        assert_eq!(bytes_size(0), "0B");
     }
 
     #[test]

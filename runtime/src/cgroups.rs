@@ -9,9 +9,7 @@ use crate::error::RuntimeError;
 
 pub const ROOT: &str = "/sys/fs/cgroup";
 
-/// The controllers `resources` need that the hierarchy at `root` lacks, checked on cgroup
-/// v2 (`cgroup.controllers`) or v1 (one directory per controller, perhaps combined as
-/// `cpu,cpuacct`).
+/// The controllers `resources` need that the hierarchy at `root` lacks.
 pub fn check(root: &Path, resources: &Resources) -> Result<(), RuntimeError> {
     let mut needed = Vec::new();
     if resources.memory_bytes.is_some() {
@@ -26,7 +24,23 @@ pub fn check(root: &Path, resources: &Resources) -> Result<(), RuntimeError> {
     if needed.is_empty() {
         return Ok(());
     }
-    let available: Vec<String> = match std::fs::read_to_string(root.join("cgroup.controllers")) {
+    let available = available(root);
+    for (controller, what) in needed {
+        if !available.iter().any(|a| a == controller) {
+            return Err(RuntimeError::ControllerMissing {
+                controller,
+                what,
+                hint: hint(controller),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The controllers the hierarchy at `root` has: cgroup v2's `cgroup.controllers`, or on
+/// v1 one directory per controller (perhaps combined, as `cpu,cpuacct`).
+pub fn available(root: &Path) -> Vec<String> {
+    match std::fs::read_to_string(root.join("cgroup.controllers")) {
         Ok(v2) => v2.split_whitespace().map(str::to_string).collect(),
         Err(_) => std::fs::read_dir(root)
             .map(|entries| {
@@ -43,17 +57,15 @@ pub fn check(root: &Path, resources: &Resources) -> Result<(), RuntimeError> {
                     .collect()
             })
             .unwrap_or_default(),
-    };
-    for (controller, what) in needed {
-        if !available.iter().any(|a| a == controller) {
-            return Err(RuntimeError::ControllerMissing {
-                controller,
-                what,
-                hint: hint(controller),
-            });
-        }
     }
-    Ok(())
+}
+
+/// 2 on a unified hierarchy, else 1.
+pub fn version(root: &Path) -> u8 {
+    match root.join("cgroup.controllers").exists() {
+        true => 2,
+        false => 1,
+    }
 }
 
 fn hint(controller: &str) -> String {

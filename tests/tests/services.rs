@@ -43,6 +43,55 @@ fn replicated_services_spread_scale_restart_and_go() {
     let row = ls.lines().find(|l| l.contains(" web ")).unwrap_or_default();
     assert!(row.contains("replicated") && row.contains("3/3"), "{ls}");
 
+    // The docker CLI's task listings: whole IDs with --no-trunc, and one node's tasks.
+    let docker = |args: &[&str]| {
+        let out = swarm.node(1).docker(args);
+        assert!(
+            out.status.success(),
+            "docker {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let ps = docker(&["service", "ps", "--no-trunc", "web"]);
+    for task in tasks(&swarm, "web") {
+        let id = task["ID"].as_str().expect("a task id");
+        assert!(id.len() == 25 && ps.contains(id), "{id} in {ps}");
+    }
+    let worker = node_id(&swarm, 2);
+    let on_worker = docker(&[
+        "node",
+        "ps",
+        "--format",
+        "{{.Name}} {{.CurrentState}}",
+        &worker,
+    ]);
+    assert!(
+        on_worker.lines().count() == 1
+            && on_worker.starts_with("web.")
+            && on_worker.contains("Running"),
+        "{on_worker}"
+    );
+    let on_manager = docker(&["node", "ps", "--format", "{{.Name}}"]);
+    assert_eq!(on_manager.lines().count(), 1, "{on_manager}");
+    let covey_ps = swarm.node(1).covey_ok(&["node", "ps", &worker]);
+    assert!(
+        covey_ps.lines().count() == 2
+            && covey_ps.lines().nth(1).is_some_and(|l| l.contains(" web.")),
+        "{covey_ps}"
+    );
+    let covey_json: Vec<Value> = serde_json::from_str(
+        &swarm
+            .node(1)
+            .covey_ok(&["node", "ps", "--format", "json", "self"]),
+    )
+    .expect("covey node ps --format json");
+    assert_eq!(covey_json.len(), 1, "{covey_json:?}");
+    assert!(swarm
+        .node(1)
+        .covey_err(&["node", "ps", "nowhere"])
+        .contains("nowhere"));
+
     swarm.node(1).covey_ok(&["service", "scale", "-d", "web=5"]);
     let spread = wait_running(&swarm, "web", 5);
     assert!(

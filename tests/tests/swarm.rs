@@ -410,6 +410,82 @@ fn the_docker_cli_drives_a_swarm() {
         ],
     );
     assert_eq!(spec.trim(), "drain a");
+    // covey's human form of a node is docker's, to the byte.
+    let pretty = manager.covey_ok(&["node", "inspect", "--pretty", &worker]);
+    assert_eq!(
+        pretty,
+        ok(manager, &["node", "inspect", "--pretty", &worker]),
+        "covey node inspect --pretty against docker's"
+    );
+    let listed: Vec<serde_json::Value> =
+        serde_json::from_str(&manager.covey_ok(&["node", "ls", "--format", "json"]))
+            .expect("covey node ls --format json");
+    assert_eq!(listed.len(), 2, "{listed:?}");
+
+    // Promoted, the worker becomes a reachable manager; demoted, a worker again.
+    let role = |what: &str, want: &str| {
+        let format = "{{.Spec.Role}} {{with .ManagerStatus}}{{.Reachability}}{{end}}";
+        eventually(what, Duration::from_secs(30), || {
+            let status = ok(manager, &["node", "inspect", &worker, "--format", format]);
+            (status.trim() == want).then_some(())
+        });
+    };
+    ok(manager, &["node", "promote", &worker]);
+    role("the promoted node reachable", "manager reachable");
+    assert_eq!(
+        ok(
+            manager,
+            &["info", "--format", "{{.Swarm.Managers}} {{.Swarm.Nodes}}"]
+        )
+        .trim(),
+        "2 2"
+    );
+    ok(manager, &["node", "demote", &worker]);
+    role("the demoted node a worker", "worker");
+    eventually(
+        "the demoted node stepped down",
+        Duration::from_secs(30),
+        || {
+            let info = ok(
+                swarm.node(2),
+                &["info", "--format", "{{.Swarm.ControlAvailable}}"],
+            );
+            (info.trim() == "false").then_some(())
+        },
+    );
+    // No service yet: the header, no task.
+    let ps = ok(manager, &["node", "ps", "self"]);
+    assert!(ps.starts_with("ID ") && ps.lines().count() == 1, "{ps}");
+
+    ok(
+        manager,
+        &[
+            "swarm",
+            "update",
+            "--task-history-limit",
+            "2",
+            "--dispatcher-heartbeat",
+            "2s",
+        ],
+    );
+    let settings = ok(
+        manager,
+        &[
+            "info",
+            "--format",
+            "{{.Swarm.Cluster.Spec.Orchestration.TaskHistoryRetentionLimit}} {{.Swarm.Cluster.Spec.Dispatcher.HeartbeatPeriod}}",
+        ],
+    );
+    assert_eq!(settings.trim(), "2 2s");
+    let counts = ok(
+        manager,
+        &[
+            "info",
+            "--format",
+            "{{.Containers}} {{.Images}} {{.ServerVersion}}",
+        ],
+    );
+    assert_eq!(counts.trim(), format!("0 0 {}", env!("CARGO_PKG_VERSION")));
     let out = manager.docker(&["swarm", "leave"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("Use `--force`"));
     let out = swarm.node(2).docker(&["node", "ls"]);

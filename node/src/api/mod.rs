@@ -1,10 +1,11 @@
-//! The Docker Engine API's subset that covey serves on its unix socket, so that the stock
-//! `docker` CLI is a client as much as `covey` is. Paths are served with and without the
-//! `/v1.xx` prefix.
+//! The Docker Engine API's subset that covey serves on its unix socket (and, opted into,
+//! over TCP with TLS client certificates: `tls`), so that the stock `docker` CLI is a
+//! client as much as `covey` is. Paths are served with and without the `/v1.xx` prefix.
 
 mod containers;
 mod distribution;
 mod error;
+mod events;
 mod exec;
 mod filters;
 mod images;
@@ -16,6 +17,7 @@ mod services;
 mod swarm;
 mod system;
 mod time;
+pub mod tls;
 
 use std::sync::Arc;
 
@@ -43,6 +45,7 @@ pub fn app(node: Arc<Node>) -> App {
         .route("/_ping", get(system::ping).head(system::ping))
         .route("/version", get(system::version))
         .route("/info", get(system::info))
+        .route("/events", get(events::events))
         .route("/images/create", post(images::create))
         .route("/images/load", post(images::load))
         .route("/images/prune", post(images::prune))

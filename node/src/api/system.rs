@@ -29,9 +29,7 @@ pub async fn ping() -> impl IntoResponse {
 
 pub async fn version(State(node): State<Arc<Node>>) -> impl IntoResponse {
     let arch = node.images.default_platform().architecture.clone();
-    let kernel = nix::sys::utsname::uname()
-        .map(|u| u.release().to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let kernel = kernel_version();
     Json(serde_json::json!({
         "Platform": { "Name": "covey" },
         "Components": [{
@@ -52,14 +50,41 @@ pub async fn version(State(node): State<Arc<Node>>) -> impl IntoResponse {
 }
 
 /// `/info`: the node, and its place in a swarm (the docker CLI reads `Swarm` to know
-/// whether this node is a manager and which node it is).
+/// whether this node is a manager and which node it is). What the kernel's cgroups allow
+/// is said, so that `docker info` warns only of limits covey cannot set.
 pub async fn info(State(node): State<Arc<Node>>) -> impl IntoResponse {
+    use crate::containers::Status;
     let d = crate::swarm::describe();
     let swarm = swarm_info(&node).await;
+    let containers = node.containers.list(true);
+    let count = |s: Status| containers.iter().filter(|c| c.status == s).count();
+    let cgroups = std::path::Path::new(covey_runtime::cgroups::ROOT);
+    let controllers = covey_runtime::cgroups::available(cgroups);
+    let has = |c: &str| controllers.iter().any(|a| a == c);
+    let driver = match node.images.snapshot_mode() {
+        covey_images::SnapshotMode::Copy => "copy",
+        _ => "overlay",
+    };
+    let kernel = kernel_version();
     Json(serde_json::json!({
         "ID": swarm["NodeID"],
+        "Containers": containers.len(),
+        "ContainersRunning": count(Status::Running),
+        "ContainersPaused": 0,
+        "ContainersStopped": containers.len() - count(Status::Running),
+        "Images": node.images.list().len(),
+        "Driver": driver,
+        "LoggingDriver": "json-file",
+        "CgroupDriver": "cgroupfs",
+        "CgroupVersion": covey_runtime::cgroups::version(cgroups).to_string(),
+        "MemoryLimit": has("memory"),
+        "CpuCfsPeriod": has("cpu"),
+        "CpuCfsQuota": has("cpu"),
+        "CPUShares": has("cpu"),
+        "PidsLimit": has("pids"),
         "Name": d.hostname,
         "ServerVersion": crate::VERSION,
+        "KernelVersion": kernel,
         "OSType": "linux",
         "OperatingSystem": "linux",
         "Architecture": d.architecture,
@@ -68,6 +93,12 @@ pub async fn info(State(node): State<Arc<Node>>) -> impl IntoResponse {
         "DockerRootDir": node.config.data_root,
         "Swarm": swarm,
     }))
+}
+
+fn kernel_version() -> String {
+    nix::sys::utsname::uname()
+        .map(|u| u.release().to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
 async fn swarm_info(node: &Node) -> serde_json::Value {

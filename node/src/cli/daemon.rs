@@ -20,16 +20,33 @@ pub struct DaemonArgs {
     /// A registry to reach over plain HTTP (HOST[:PORT]); loopback ones always are.
     #[arg(long = "insecure-registry", value_name = "HOST[:PORT]")]
     insecure_registries: Vec<String>,
+    /// Serve -H tcp:// only to clients whose certificate --tlscacert signed (required
+    /// for TCP: covey has no plaintext API port).
+    #[arg(long)]
+    tlsverify: bool,
+    /// The CA that client certificates must be signed by.
+    #[arg(long, value_name = "PEM")]
+    tlscacert: Option<PathBuf>,
+    /// The daemon's TLS certificate.
+    #[arg(long, value_name = "PEM")]
+    tlscert: Option<PathBuf>,
+    /// The daemon's TLS key.
+    #[arg(long, value_name = "PEM")]
+    tlskey: Option<PathBuf>,
 }
 
-pub async fn run(args: DaemonArgs, host: Option<String>, debug: bool) -> anyhow::Result<()> {
+pub async fn run(args: DaemonArgs, hosts: Vec<String>, debug: bool) -> anyhow::Result<()> {
     let config = DaemonConfig::resolve(Flags {
         config_file: args.config_file,
         data_root: args.data_root,
         exec_root: args.exec_root,
-        host,
+        hosts,
         insecure_registries: args.insecure_registries,
         debug,
+        tlsverify: args.tlsverify,
+        tlscacert: args.tlscacert,
+        tlscert: args.tlscert,
+        tlskey: args.tlskey,
     })?;
     crate::daemon::run(config).await
 }

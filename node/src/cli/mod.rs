@@ -2,8 +2,10 @@
 //! `daemon` is a client of the daemon's API.
 
 mod client;
+mod completion;
 mod container;
 mod daemon;
+mod events;
 mod filters;
 mod image;
 mod network;
@@ -23,10 +25,11 @@ pub use client::Client;
 #[derive(Parser)]
 #[command(name = "covey", version = crate::VERSION, about = "Docker Swarm mode for edge and IoT fleets")]
 pub struct Cli {
-    /// Daemon socket to connect to (or, for `daemon`, to listen on): unix:///path.
-    /// Defaults to $COVEY_HOST, then $DOCKER_HOST, then unix:///run/covey/covey.sock.
+    /// Daemon socket to connect to: unix:///path. Defaults to $COVEY_HOST, then
+    /// $DOCKER_HOST, then unix:///run/covey/covey.sock. For `daemon`, where to listen:
+    /// a unix socket and, with --tlsverify, tcp://ADDR:PORT.
     #[arg(short = 'H', long = "host", global = true)]
-    host: Option<String>,
+    host: Vec<String>,
 
     /// Log at debug level.
     #[arg(short = 'D', long, global = true)]
@@ -60,6 +63,10 @@ enum Command {
     Network(network::NetworkCommand),
     /// Show the covey version of the client and the daemon.
     Version(version::VersionArgs),
+    /// Show the daemon's events as they happen (or, with --since and --until, those kept).
+    Events(events::EventsArgs),
+    /// Print a shell completion script (bash, zsh or fish).
+    Completion(completion::CompletionArgs),
     /// The daemon's single-threaded helper that makes containers (started by the daemon).
     #[command(hide = true)]
     RuntimeHelper {
@@ -85,8 +92,19 @@ pub fn main() -> ExitCode {
             Command::Daemon(_) | Command::RuntimeHelper { .. }
         ),
     );
-    if let Command::RuntimeHelper { .. } = &cli.command {
-        return runtime_helper();
+    match &cli.command {
+        Command::RuntimeHelper { .. } => return runtime_helper(),
+        // Needs no daemon and no runtime.
+        Command::Completion(args) => {
+            return match completion::run(args) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("covey completion: {e}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
+        _ => {}
     }
     if matches!(cli.command, Command::Daemon(_)) {
         crate::daemon::tune_allocator();
@@ -104,22 +122,15 @@ pub fn main() -> ExitCode {
     let result = runtime.block_on(async move {
         match cli.command {
             Command::Daemon(args) => daemon::run(args, cli.host, cli.debug).await,
-            Command::Image(cmd) => image::run(cmd, &Client::from_env(cli.host.as_deref())?).await,
-            Command::Swarm(cmd) => swarm::run(cmd, &Client::from_env(cli.host.as_deref())?).await,
-            Command::Node(cmd) => node::run(cmd, &Client::from_env(cli.host.as_deref())?).await,
-            Command::Service(cmd) => {
-                service::run(cmd, &Client::from_env(cli.host.as_deref())?).await
-            }
-            Command::Network(cmd) => {
-                network::run(cmd, &Client::from_env(cli.host.as_deref())?).await
-            }
-            Command::Version(args) => {
-                version::run(args, &Client::from_env(cli.host.as_deref())?).await
-            }
-            Command::Container(cmd) => {
-                container::run(cmd, &Client::from_env(cli.host.as_deref())?).await
-            }
-            Command::RuntimeHelper { .. } => Ok(()),
+            Command::Image(cmd) => image::run(cmd, &client(&cli.host)?).await,
+            Command::Swarm(cmd) => swarm::run(cmd, &client(&cli.host)?).await,
+            Command::Node(cmd) => node::run(cmd, &client(&cli.host)?).await,
+            Command::Service(cmd) => service::run(cmd, &client(&cli.host)?).await,
+            Command::Network(cmd) => network::run(cmd, &client(&cli.host)?).await,
+            Command::Events(args) => events::run(args, &client(&cli.host)?).await,
+            Command::Version(args) => version::run(args, &client(&cli.host)?).await,
+            Command::Container(cmd) => container::run(cmd, &client(&cli.host)?).await,
+            Command::RuntimeHelper { .. } | Command::Completion(_) => Ok(()),
         }
     });
     match result {
@@ -136,6 +147,15 @@ pub fn main() -> ExitCode {
             eprintln!("{e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// The client of the one daemon `-H` names (several are for the daemon to listen on).
+fn client(hosts: &[String]) -> anyhow::Result<Client> {
+    match hosts {
+        [] => Client::from_env(None),
+        [one] => Client::from_env(Some(one)),
+        _ => anyhow::bail!("Please specify only one -H"),
     }
 }
 

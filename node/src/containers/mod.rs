@@ -22,6 +22,7 @@ use covey_runtime::{spec, ContainerConfig, ImageDefaults, Runtime, RuntimeError,
 use nix::sys::signal::Signal;
 use tokio::sync::{broadcast, watch};
 
+use crate::events::{container_event, Events};
 use logs::{LogFile, Output, Stream};
 use reaper::Reaper;
 pub use record::{Record, Status};
@@ -143,6 +144,8 @@ pub struct Containers {
     table: Mutex<HashMap<String, Arc<Container>>>,
     /// Exec instances, kept (like dockerd) for inspection after they end.
     execs: Mutex<HashMap<String, Arc<exec::Exec>>>,
+    /// Where create, start, kill, die, stop and destroy are reported.
+    events: Arc<Events>,
 }
 
 impl Containers {
@@ -158,6 +161,7 @@ impl Containers {
         data_root: &Path,
         exec_root: &Path,
         images: Arc<ImageService>,
+        events: Arc<Events>,
     ) -> anyhow::Result<Arc<Self>> {
         use anyhow::Context;
         let dir = data_root.join("containers");
@@ -202,6 +206,7 @@ impl Containers {
             reaper,
             table: Mutex::new(HashMap::new()),
             execs: Mutex::new(HashMap::new()),
+            events,
         });
         me.load_records(pipes);
         me.sweep().await;
@@ -361,6 +366,7 @@ impl Containers {
             request: req.request,
         };
         record.save(&dir).map_err(ContainerError::internal)?;
+        self.events.publish(container_event(&record, "create"));
         self.table()
             .insert(id.clone(), Arc::new(Container::new(record, dir)));
         Ok(id)
@@ -453,6 +459,7 @@ impl Containers {
             r.finished_at = None;
             r.oom_killed = false;
         });
+        self.events.publish(container_event(&c.snapshot(), "start"));
         let me = self.clone();
         tokio::spawn(async move {
             let code = exited.await.unwrap_or(255);
@@ -543,6 +550,12 @@ impl Containers {
                 r.error = e;
             }
         });
+        let r = c.snapshot();
+        if oom {
+            self.events.publish(container_event(&r, "oom"));
+        }
+        self.events
+            .publish(container_event(&r, "die").with("exitCode", code.to_string()));
         c.exits.send_modify(|(n, last)| {
             *n += 1;
             *last = code;
@@ -572,9 +585,15 @@ impl Containers {
 
     async fn signal(&self, id: &str, sig: Signal, all: bool) -> Result<(), ContainerError> {
         let (id, rt) = (id.to_string(), self.runtime.clone());
-        tokio::task::spawn_blocking(move || rt.kill(&id, sig, all))
+        let id2 = id.clone();
+        tokio::task::spawn_blocking(move || rt.kill(&id2, sig, all))
             .await
             .map_err(ContainerError::internal)??;
+        if let Ok(c) = self.get(&id) {
+            let event =
+                container_event(&c.snapshot(), "kill").with("signal", (sig as i32).to_string());
+            self.events.publish(event);
+        }
         Ok(())
     }
 
@@ -600,6 +619,7 @@ impl Containers {
             )
             .await;
         }
+        self.events.publish(container_event(&c.snapshot(), "stop"));
         Ok(())
     }
 
@@ -661,6 +681,7 @@ impl Containers {
         }
         let _ = std::fs::remove_dir_all(&c.dir);
         self.table().remove(&r.id);
+        self.events.publish(container_event(&r, "destroy"));
         c.removed.send_replace(true);
         Ok(())
     }

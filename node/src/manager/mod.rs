@@ -64,11 +64,15 @@ pub struct ManagerConfig {
     pub bootstrap: bool,
     /// Recover a cluster that lost quorum: this node becomes its only voter.
     pub force_new_cluster: bool,
+    /// Where the store's changes are reported as swarm events (`docker events`).
+    pub events: Arc<crate::events::Events>,
 }
 
 impl Manager {
     pub async fn start(config: ManagerConfig) -> Result<Arc<Manager>, Error> {
         let machine = StateMachine::open(&config.db)?;
+        // Before Raft applies anything: a new swarm's first node is an event too.
+        let watch = machine.watch();
         let log = LogStore::open(&config.db, machine.clone())?;
         let raft_id = raft::raft_id(&config.node_id);
         let raft_err = |e: ::raft::Error| Error::Unavailable(format!("raft storage: {e}"));
@@ -88,7 +92,14 @@ impl Manager {
         )?;
         let store = Store::new(machine, Arc::new(raft.clone()));
         let dispatcher = Arc::new(Dispatcher::new(store.clone()));
-        let mut tasks = vec![raft_task];
+        let mut tasks = vec![
+            raft_task,
+            tokio::spawn(crate::events::cluster::run(
+                store.clone(),
+                watch,
+                config.events.clone(),
+            )),
+        ];
         let d = dispatcher.clone();
         let status = raft.watch_status();
         tasks.push(tokio::spawn(async move { d.run(status).await }));

@@ -69,6 +69,8 @@ pub struct Swarm {
     reports: tokio::sync::mpsc::Sender<crate::agent::Report>,
     /// What runs tasks on this node (none in tests that run no containers).
     executor: Option<Executor>,
+    /// The daemon's events, where this node's manager reports the store's changes.
+    events: Arc<crate::events::Events>,
 }
 
 /// A started agent, and its worker if the node runs tasks.
@@ -98,6 +100,7 @@ impl Swarm {
     pub async fn open(
         data_root: &std::path::Path,
         executor: Option<Executor>,
+        events: Arc<crate::events::Events>,
     ) -> anyhow::Result<Arc<Swarm>> {
         // Reports come every heartbeat; a few queued are plenty.
         let (reports, receiver) = tokio::sync::mpsc::channel(16);
@@ -106,6 +109,7 @@ impl Swarm {
             active: Mutex::new(None),
             reports,
             executor,
+            events,
         });
         tokio::spawn(roles::act_on_reports(Arc::downgrade(&swarm), receiver));
         if let Some(state) = swarm.paths.load()? {
@@ -191,6 +195,7 @@ impl Swarm {
             peers,
             bootstrap,
             force_new_cluster,
+            events: self.events.clone(),
         })
         .await?;
         match &active.handler {

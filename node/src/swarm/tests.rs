@@ -1,5 +1,6 @@
 //! A one-manager swarm in-process, on loopback QUIC: who may call what.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -32,7 +33,9 @@ fn refused(response: Response, with: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_are_checked_against_the_callers_certificate() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let swarm = Swarm::open(dir.path(), None).await.expect("open");
+    let swarm = Swarm::open(dir.path(), None, Arc::default())
+        .await
+        .expect("open");
     swarm
         .init(InitOptions {
             listen_addr: Some("127.0.0.1:0".into()),
@@ -145,7 +148,9 @@ async fn calls_are_checked_against_the_callers_certificate() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_whose_certificate_expired_rejoins_under_its_id() {
     let manager_dir = tempfile::tempdir().expect("tempdir");
-    let manager_swarm = Swarm::open(manager_dir.path(), None).await.expect("open");
+    let manager_swarm = Swarm::open(manager_dir.path(), None, Arc::default())
+        .await
+        .expect("open");
     manager_swarm
         .init(InitOptions {
             listen_addr: Some("127.0.0.1:0".into()),
@@ -172,7 +177,9 @@ async fn a_node_whose_certificate_expired_rejoins_under_its_id() {
     };
 
     let worker_dir = tempfile::tempdir().expect("tempdir");
-    let worker = Swarm::open(worker_dir.path(), None).await.expect("open");
+    let worker = Swarm::open(worker_dir.path(), None, Arc::default())
+        .await
+        .expect("open");
     worker.join(join()).await.expect("join");
     let node_id = worker
         .with_active(|a| a.map(|a| a.state.node_id.clone()))
@@ -200,7 +207,9 @@ async fn a_node_whose_certificate_expired_rejoins_under_its_id() {
         .save_certs(&short.cert_pem, &short.key_pem, &root.cert_pem())
         .expect("saving");
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let worker = Swarm::open(worker_dir.path(), None).await.expect("reopen");
+    let worker = Swarm::open(worker_dir.path(), None, Arc::default())
+        .await
+        .expect("reopen");
     // Its heartbeats are refused now: an expired certificate does not pass TLS.
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert!(

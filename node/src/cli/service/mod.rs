@@ -13,7 +13,7 @@ mod update;
 use std::collections::HashMap;
 
 use anyhow::Context;
-use clap::Subcommand;
+use clap::{Args, Subcommand};
 use hyper::Method;
 use serde_json::{json, Value};
 
@@ -64,17 +64,8 @@ pub enum ServiceCommand {
     },
     /// List the tasks of one or more services.
     Ps {
-        /// Only display task IDs.
-        #[arg(short, long)]
-        quiet: bool,
-        /// Do not truncate output.
-        #[arg(long)]
-        no_trunc: bool,
-        #[arg(long, value_enum, default_value_t)]
-        format: Format,
-        /// Filter output based on conditions provided (desired-state=, node=, name=, id=).
-        #[arg(short, long = "filter")]
-        filters: Vec<String>,
+        #[command(flatten)]
+        list: TaskList,
         #[arg(required = true)]
         services: Vec<String>,
     },
@@ -106,6 +97,22 @@ pub enum ServiceCommand {
     },
 }
 
+/// How `service ps` and `node ps` list tasks.
+#[derive(Args)]
+pub struct TaskList {
+    /// Only display task IDs.
+    #[arg(short, long)]
+    quiet: bool,
+    /// Do not truncate output.
+    #[arg(long)]
+    no_trunc: bool,
+    #[arg(long, value_enum, default_value_t)]
+    format: Format,
+    /// Filter output based on conditions provided (desired-state=, node=, name=, id=, label=).
+    #[arg(short, long = "filter")]
+    pub filters: Vec<String>,
+}
+
 pub async fn run(cmd: ServiceCommand, client: &Client) -> anyhow::Result<()> {
     match cmd {
         ServiceCommand::Create(a) => create(client, &a).await,
@@ -125,13 +132,7 @@ pub async fn run(cmd: ServiceCommand, client: &Client) -> anyhow::Result<()> {
             format,
             filters,
         } => ls(client, quiet, format, &filters).await,
-        ServiceCommand::Ps {
-            quiet,
-            no_trunc,
-            format,
-            filters,
-            services,
-        } => ps(client, quiet, no_trunc, format, &filters, &services).await,
+        ServiceCommand::Ps { list, services } => ps(client, &list, &services).await,
         ServiceCommand::Rm { services } => rm(client, &services).await,
         ServiceCommand::Scale { detach, scales } => scale(client, detach, &scales).await,
         ServiceCommand::Update(a) => update(client, &a).await,
@@ -382,15 +383,8 @@ async fn ls(
     Ok(())
 }
 
-async fn ps(
-    client: &Client,
-    quiet: bool,
-    no_trunc: bool,
-    format: Format,
-    filters: &[String],
-    services: &[String],
-) -> anyhow::Result<()> {
-    let filters = parse_filters(filters)?;
+async fn ps(client: &Client, list: &TaskList, services: &[String]) -> anyhow::Result<()> {
+    let filters = parse_filters(&list.filters)?;
     let mut names: HashMap<String, String> = HashMap::new();
     let mut ids = Vec::new();
     let mut missing = Vec::new();
@@ -426,27 +420,39 @@ async fn ps(
             desired.is_empty() || desired.contains(&t["DesiredState"].as_str().unwrap_or_default())
         })
         .collect();
-    if format == Format::Json && !quiet {
-        print!("{}", output::json(&tasks)?);
-    } else {
-        let sorted = list::sort_tasks(&tasks, &names);
-        if quiet {
-            for (_, t) in &sorted {
-                println!("{}", t["ID"].as_str().unwrap_or_default());
-            }
-        } else {
-            // Names are a nicety: without the node list, nodes show as IDs, as docker's.
-            let nodes: Vec<Value> = client.json(Method::GET, "/nodes").await.unwrap_or_default();
-            let rows = list::ps_rows(
-                &sorted,
-                &list::node_names(&nodes),
-                !no_trunc,
-                std::time::SystemTime::now(),
-            );
-            print!("{}", output::table(&list::PS_HEADERS, &rows));
-        }
-    }
+    print_tasks(client, &tasks, &names, list).await?;
     anyhow::ensure!(missing.is_empty(), "{}", missing.join("\n"));
+    Ok(())
+}
+
+/// Tasks as `service ps` and `node ps` print them: JSON, IDs, or docker's table (by
+/// name, a slot's older tasks under its current one), with `names` of their services.
+pub(super) async fn print_tasks(
+    client: &Client,
+    tasks: &[Value],
+    names: &HashMap<String, String>,
+    list: &TaskList,
+) -> anyhow::Result<()> {
+    if list.format == Format::Json && !list.quiet {
+        print!("{}", output::json(&tasks)?);
+        return Ok(());
+    }
+    let sorted = list::sort_tasks(tasks, names);
+    if list.quiet {
+        for (_, t) in &sorted {
+            println!("{}", t["ID"].as_str().unwrap_or_default());
+        }
+        return Ok(());
+    }
+    // Names are a nicety: without the node list, nodes show as IDs, as docker's.
+    let nodes: Vec<Value> = client.json(Method::GET, "/nodes").await.unwrap_or_default();
+    let rows = list::ps_rows(
+        &sorted,
+        &list::node_names(&nodes),
+        !list.no_trunc,
+        std::time::SystemTime::now(),
+    );
+    print!("{}", output::table(&list::PS_HEADERS, &rows));
     Ok(())
 }
 
@@ -489,27 +495,9 @@ async fn logs(
     session::demux_response_with(resp, |line| prefix_line(line, &names)).await
 }
 
-/// Each task's name as docker prints it before its lines: `web.1.<task id>@<node>`.
-async fn task_names(client: &Client) -> std::collections::HashMap<String, String> {
-    let hosts: std::collections::HashMap<String, String> = client
-        .json::<Vec<Value>>(Method::GET, "/nodes")
-        .await
-        .unwrap_or_default()
-        .iter()
-        .filter_map(|n| {
-            let id = n["ID"].as_str()?.to_string();
-            let name = n["Spec"]["Name"]
-                .as_str()
-                .filter(|s| !s.is_empty())
-                .or_else(|| n["Description"]["Hostname"].as_str())?;
-            Some((id, name.to_string()))
-        })
-        .collect();
-    let tasks = client
-        .json::<Vec<Value>>(Method::GET, "/tasks")
-        .await
-        .unwrap_or_default();
-    let services: std::collections::HashMap<String, String> = client
+/// Every service's name by its ID (none if the daemon cannot say).
+pub(super) async fn service_names(client: &Client) -> HashMap<String, String> {
+    client
         .json::<Vec<Value>>(Method::GET, "/services")
         .await
         .unwrap_or_default()
@@ -520,7 +508,18 @@ async fn task_names(client: &Client) -> std::collections::HashMap<String, String
                 s["Spec"]["Name"].as_str()?.to_string(),
             ))
         })
-        .collect();
+        .collect()
+}
+
+/// Each task's name as docker prints it before its lines: `web.1.<task id>@<node>`.
+async fn task_names(client: &Client) -> std::collections::HashMap<String, String> {
+    let nodes: Vec<Value> = client.json(Method::GET, "/nodes").await.unwrap_or_default();
+    let hosts = list::node_names(&nodes);
+    let tasks = client
+        .json::<Vec<Value>>(Method::GET, "/tasks")
+        .await
+        .unwrap_or_default();
+    let services = service_names(client).await;
     tasks
         .iter()
         .filter_map(|t| {

@@ -7,31 +7,7 @@ use std::fmt::Write;
 use serde_json::Value;
 
 use super::spec::strings;
-
-/// Bytes as docker's `BytesSize`: binary units, four significant digits ("64MiB").
-pub fn bytes_size(n: i64) -> String {
-    const UNITS: [&str; 7] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
-    let mut v = n as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u < UNITS.len() - 1 {
-        v /= 1024.0;
-        u += 1;
-    }
-    // Go's %.4g: four significant digits, trailing zeros dropped.
-    let int_digits = if v < 1.0 {
-        1
-    } else {
-        (v.log10().floor() as usize) + 1
-    };
-    let decimals = 4usize.saturating_sub(int_digits);
-    let s = format!("{v:.decimals$}");
-    let s = if s.contains('.') {
-        s.trim_end_matches('0').trim_end_matches('.').to_string()
-    } else {
-        s
-    };
-    format!("{s}{}", UNITS[u])
-}
+use crate::units::bytes_size;
 
 fn s(v: &Value) -> &str {
     v.as_str().unwrap_or_default()
@@ -264,15 +240,6 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-
-    #[test]
-    fn sizes_as_docker_prints_them() {
-        assert_eq!(bytes_size(64 << 20), "64MiB");
-        assert_eq!(bytes_size(10 * 1024 * 1024), "10MiB");
-        assert_eq!(bytes_size(1536 << 20), "1.5GiB");
-        assert_eq!(bytes_size(1000), "1000B");
-        assert_eq!(bytes_size(0), "0B");
-    }
 
     #[test]
     fn a_service_in_full() {
