@@ -2,6 +2,7 @@
 //! over TCP with TLS client certificates: `tls`), so that the stock `docker` CLI is a
 //! client as much as `covey` is. Paths are served with and without the `/v1.xx` prefix.
 
+mod configs;
 mod containers;
 mod distribution;
 mod error;
@@ -80,6 +81,15 @@ pub fn app(node: Arc<Node>) -> App {
         .route("/nodes", get(nodes::list))
         .route("/nodes/{id}", get(nodes::inspect).delete(nodes::remove))
         .route("/nodes/{id}/update", post(nodes::update))
+        .route("/configs", get(configs::list))
+        .route("/configs/create", post(configs::create))
+        .route(
+            "/configs/{id}",
+            get(configs::inspect).delete(configs::remove),
+        )
+        .route("/configs/{id}/update", post(configs::update))
+        .route("/secrets", get(configs::list_secrets))
+        .route("/secrets/create", post(configs::secrets_unsupported))
         .route("/networks", get(networks::list))
         .route("/networks/create", post(networks::create))
         .route("/networks/prune", post(networks::prune))

@@ -299,6 +299,18 @@ fn validate(spec: &ServiceSpec) -> Result<()> {
     if let Err(e) = crate::manager::scheduler::validate_constraints(&task.placement.constraints) {
         return bad(e);
     }
+    // Not yet given to tasks: refused rather than silently left out of their containers.
+    for (key, what) in [("Configs", "configs"), ("Secrets", "secrets")] {
+        if task
+            .container_spec
+            .extra
+            .get(key)
+            .and_then(serde_json::Value::as_array)
+            .is_some_and(|a| !a.is_empty())
+        {
+            return bad(format!("{what} in services are not supported by covey yet"));
+        }
+    }
     if let Err(e) = crate::agent::executor::container_config(task) {
         return bad(format!("invalid ContainerSpec: {e}"));
     }
@@ -550,6 +562,7 @@ pub async fn tasks(
                 && filters.any("service", |v| service_matches(t, v))
                 && filters.any("node", |v| node_matches(t, v))
                 && filters.any("desired-state", |v| desired_ok(t, v))
+                && filters.labels(&t.spec.container_spec.labels)
                 // The docker CLI's own filter, while it follows an update: tasks of the
                 // service's current spec.
                 && filters.any("_up-to-date", |v| v != "true" || up_to_date(t))
@@ -608,7 +621,8 @@ fn task_json(task: &Task) -> Value {
         "Version": {"Index": task.meta.version},
         "CreatedAt": rfc3339(task.meta.created_at),
         "UpdatedAt": rfc3339(task.meta.updated_at),
-        "Labels": {},
+        // Swarm's tasks carry their containers' labels (`stack ps` filters on them).
+        "Labels": task.spec.container_spec.labels,
         "Spec": task.spec,
         "ServiceID": task.service_id,
         "Status": status,

@@ -3,6 +3,7 @@
 
 mod client;
 mod completion;
+mod config;
 mod container;
 mod daemon;
 mod events;
@@ -61,6 +62,9 @@ enum Command {
     /// Manage the swarm's overlay networks.
     #[command(subcommand)]
     Network(network::NetworkCommand),
+    /// Manage the swarm's configs.
+    #[command(subcommand)]
+    Config(config::ConfigCommand),
     /// Show the covey version of the client and the daemon.
     Version(version::VersionArgs),
     /// Show the daemon's events as they happen (or, with --since and --until, those kept).
@@ -127,6 +131,7 @@ pub fn main() -> ExitCode {
             Command::Node(cmd) => node::run(cmd, &client(&cli.host)?).await,
             Command::Service(cmd) => service::run(cmd, &client(&cli.host)?).await,
             Command::Network(cmd) => network::run(cmd, &client(&cli.host)?).await,
+            Command::Config(cmd) => config::run(cmd, &client(&cli.host)?).await,
             Command::Events(args) => events::run(args, &client(&cli.host)?).await,
             Command::Version(args) => version::run(args, &client(&cli.host)?).await,
             Command::Container(cmd) => container::run(cmd, &client(&cli.host)?).await,

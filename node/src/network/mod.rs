@@ -44,6 +44,9 @@ pub struct Networking {
     resolver: Arc<dns::Resolver>,
     tasks: Mutex<HashMap<String, TaskNet>>,
     reaper: Arc<Reaper>,
+    /// Held while namespaces and links are made or taken down: two tasks of one network
+    /// starting at once would both make its sandbox. Taken before `map` and `tasks`.
+    plumbing: Mutex<()>,
 }
 
 /// A task with a namespace of its own: its networks, its address on the gateway bridge,
@@ -72,6 +75,7 @@ impl Networking {
             resolver: Arc::new(dns::Resolver::from_host()),
             tasks: Mutex::default(),
             reaper,
+            plumbing: Mutex::default(),
         }
     }
 
@@ -94,6 +98,7 @@ impl Networking {
         if task.networks.is_empty() && host_ports.is_empty() {
             return Ok(None);
         }
+        let _plumbing = self.plumbing.lock().await;
         let ns = self.task_ns(&task.id);
         netns::create(&ns).await?;
         let key: String = task.id.chars().take(10).collect();
@@ -162,6 +167,7 @@ impl Networking {
     /// Drops `task_id`'s namespace (its container is gone), and with it its interfaces
     /// and its resolver.
     pub async fn detach(&self, task_id: &str) {
+        let _plumbing = self.plumbing.lock().await;
         let mut tasks = self.tasks.lock().await;
         if let Some(gone) = tasks.remove(task_id) {
             if !gone.host_ports.is_empty() {
@@ -176,6 +182,7 @@ impl Networking {
     /// Takes down all of the node's swarm networking (it left the swarm): namespaces,
     /// its end of the mesh and the mesh's rules.
     pub async fn reset(&self) {
+        let _plumbing = self.plumbing.lock().await;
         let mut applied = self.map.lock().await;
         self.tasks.lock().await.clear();
         if let Ok(entries) = std::fs::read_dir(&self.root) {
@@ -200,6 +207,7 @@ impl Networking {
     /// Makes the node match `map`: its VXLAN peers, its end of the routing mesh, and the
     /// mesh's published ports.
     pub async fn apply(&self, map: NetworkMap) -> Result<(), Error> {
+        let _plumbing = self.plumbing.lock().await;
         let mut applied = self.map.lock().await;
         if let Some(ingress) = &map.ingress {
             mesh::connect(&self.root, ingress).await?;

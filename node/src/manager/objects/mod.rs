@@ -1,14 +1,16 @@
 //! The cluster's objects, after swarmkit's `api/objects.proto`: what the store holds and
-//! Raft replicates. Configs and secrets join these with their issue; the store's tables
-//! are already named for them.
+//! Raft replicates. Secrets join these with the store's encryption at rest; their table
+//! is already named.
 
 mod cluster;
+pub mod config;
 pub mod network;
 mod node;
 pub mod service;
 mod task;
 
 pub use cluster::{Cluster, ClusterSpec, JoinTokens};
+pub use config::{Config, ConfigSpec};
 pub use network::{Attachment, Network, NetworkSpec};
 pub use node::{
     Availability, ManagerStatus, Node, NodeDescription, NodeSpec, NodeState, NodeStatus,

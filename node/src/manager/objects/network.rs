@@ -29,13 +29,13 @@ pub const OPT_ENCRYPTED: &str = "encrypted";
 pub struct NetworkSpec {
     #[serde(default)]
     pub name: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub driver: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub labels: BTreeMap<String, String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub options: BTreeMap<String, String>,
-    #[serde(default, rename = "IPAM")]
+    #[serde(default, rename = "IPAM", deserialize_with = "null_as_default")]
     pub ipam: Ipam,
     #[serde(default)]
     pub attachable: bool,
@@ -50,12 +50,22 @@ pub struct NetworkSpec {
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "PascalCase")]
 pub struct Ipam {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub driver: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub config: Vec<IpamConfig>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub options: BTreeMap<String, String>,
+}
+
+/// The docker CLI sends `null` for what it leaves out (`"IPAM": null` from `stack
+/// deploy`): the same as absent.
+fn null_as_default<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
@@ -128,4 +138,20 @@ pub struct Attachment {
     /// The names it is also known by on this network (`--network name=n,alias=a`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub aliases: Vec<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn what_the_docker_cli_leaves_null_is_absent() {
+        // As `docker stack deploy` creates a stack's default network.
+        let sent = r#"{"Name":"demo_default","Driver":"overlay","Scope":"swarm","IPAM":null,"Options":null,"Labels":{"com.docker.stack.namespace":"demo"}}"#;
+        let spec: NetworkSpec = serde_json::from_str(sent).unwrap();
+        assert_eq!(spec.ipam, Ipam::default());
+        assert!(spec.options.is_empty());
+        assert_eq!(spec.labels["com.docker.stack.namespace"], "demo");
+        assert_eq!(spec.extra["Scope"], "swarm");
+    }
 }

@@ -1,0 +1,133 @@
+//! `covey config`: create, ls, inspect, rm, as `docker config` has them.
+
+use std::io::Read as _;
+
+use anyhow::Context as _;
+use base64::Engine as _;
+use clap::Subcommand;
+use hyper::Method;
+use serde_json::{json, Value};
+
+use super::client::{escape, read_json, Client};
+use super::output;
+
+#[derive(Subcommand)]
+pub enum ConfigCommand {
+    /// Create a config from a file, or from stdin with `-`.
+    Create {
+        /// A label (key=value).
+        #[arg(short, long = "label")]
+        label: Vec<String>,
+        name: String,
+        file: String,
+    },
+    /// List configs.
+    #[command(alias = "list")]
+    Ls {
+        /// Only IDs.
+        #[arg(short, long)]
+        quiet: bool,
+        /// Filter (e.g. name=app, label=k=v).
+        #[arg(short, long = "filter")]
+        filter: Vec<String>,
+    },
+    /// Show configs in full.
+    Inspect {
+        #[arg(required = true)]
+        configs: Vec<String>,
+    },
+    /// Remove configs (refused while a service uses one).
+    #[command(alias = "remove")]
+    Rm {
+        #[arg(required = true)]
+        configs: Vec<String>,
+    },
+}
+
+pub async fn run(cmd: ConfigCommand, client: &Client) -> anyhow::Result<()> {
+    match cmd {
+        ConfigCommand::Create { label, name, file } => {
+            let mut data = Vec::new();
+            if file == "-" {
+                std::io::stdin()
+                    .read_to_end(&mut data)
+                    .context("reading the config from stdin")?;
+            } else {
+                data = std::fs::read(&file).with_context(|| format!("reading {file}"))?;
+            }
+            let labels: serde_json::Map<String, Value> = label
+                .iter()
+                .map(|kv| match kv.split_once('=') {
+                    Some((k, v)) => (k.to_string(), json!(v)),
+                    None => (kv.clone(), json!("")),
+                })
+                .collect();
+            let body = json!({
+                "Name": name,
+                "Labels": labels,
+                "Data": base64::engine::general_purpose::STANDARD.encode(&data),
+            });
+            let resp = client
+                .send(Method::POST, "/configs/create", Client::json_body(&body)?)
+                .await?;
+            let created: Value = read_json(resp).await?;
+            println!("{}", created["ID"].as_str().unwrap_or_default());
+        }
+        ConfigCommand::Ls { quiet, filter } => {
+            let path = match super::filters::query(&filter)? {
+                Some(f) => format!("/configs?filters={f}"),
+                None => "/configs".into(),
+            };
+            let configs: Vec<Value> = client.json(Method::GET, &path).await?;
+            if quiet {
+                for c in &configs {
+                    println!("{}", c["ID"].as_str().unwrap_or_default());
+                }
+                return Ok(());
+            }
+            let rows: Vec<Vec<String>> = configs
+                .iter()
+                .map(|c| {
+                    let s = |v: &Value| v.as_str().unwrap_or_default().to_string();
+                    vec![
+                        s(&c["ID"]),
+                        s(&c["Spec"]["Name"]),
+                        s(&c["CreatedAt"]),
+                        s(&c["UpdatedAt"]),
+                    ]
+                })
+                .collect();
+            print!(
+                "{}",
+                output::table(&["ID", "NAME", "CREATED", "UPDATED"], &rows)
+            );
+        }
+        ConfigCommand::Inspect { configs } => {
+            let mut out = Vec::new();
+            for c in configs {
+                let v: Value = client
+                    .json(Method::GET, &format!("/configs/{}", escape(&c)))
+                    .await?;
+                out.push(v);
+            }
+            println!("{}", output::json(&out)?);
+        }
+        ConfigCommand::Rm { configs } => {
+            let mut failed = false;
+            for c in configs {
+                let path = format!("/configs/{}", escape(&c));
+                match client.send(Method::DELETE, &path, Client::empty()).await {
+                    Ok(_) => println!("{c}"),
+                    Err(e) => {
+                        eprintln!("{e:#}");
+                        failed = true;
+                    }
+                }
+            }
+            if failed {
+                anyhow::bail!("some configs were not removed");
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,205 @@
+//! The stock docker CLI (Debian's docker.io, its client only) against a covey swarm: the
+//! commands a Swarm user types for networks, configs and stacks, their output, and their
+//! errors for bad input.
+
+use std::time::Duration;
+
+use covey_tests::services::*;
+use covey_tests::swarm::eventually;
+use covey_tests::{stderr, stdout};
+
+#[test]
+fn networks_configs_and_stacks_through_the_docker_cli() {
+    let (swarm, _registry, image) = swarm("dkcli", 1);
+    let node = swarm.node(1);
+    let ok = |args: &[&str]| {
+        let out = node.docker(args);
+        assert!(out.status.success(), "docker {args:?}: {}", stderr(&out));
+        stdout(&out)
+    };
+    let err = |args: &[&str]| {
+        let out = node.docker(args);
+        assert!(
+            !out.status.success(),
+            "docker {args:?} succeeded: {}",
+            stdout(&out)
+        );
+        stderr(&out)
+    };
+
+    // Networks.
+    ok(&[
+        "network",
+        "create",
+        "-d",
+        "overlay",
+        "--subnet",
+        "10.44.0.0/24",
+        "--label",
+        "team=a",
+        "backend",
+    ]);
+    let ls = ok(&[
+        "network",
+        "ls",
+        "--filter",
+        "driver=overlay",
+        "--format",
+        "{{.Name}} {{.Scope}}",
+    ]);
+    assert!(
+        ls.contains("backend swarm") && ls.contains("ingress swarm"),
+        "{ls}"
+    );
+    let subnet = ok(&[
+        "network",
+        "inspect",
+        "backend",
+        "--format",
+        "{{(index .IPAM.Config 0).Subnet}} {{.Labels.team}}",
+    ]);
+    assert_eq!(subnet.trim(), "10.44.0.0/24 a");
+    let e = err(&["network", "create", "-d", "overlay", "backend"]);
+    assert!(e.contains("already exists"), "{e}");
+    let e = err(&[
+        "network",
+        "create",
+        "-d",
+        "overlay",
+        "--subnet",
+        "10.44.0.128/25",
+        "clash",
+    ]);
+    assert!(e.contains("overlaps"), "{e}");
+    let e = err(&["network", "inspect", "nosuch"]);
+    assert!(e.contains("nosuch"), "{e}");
+
+    // Services: errors as Swarm users know them.
+    let e = err(&[
+        "service",
+        "create",
+        "--name",
+        "x",
+        "--replicas",
+        "two",
+        &image,
+    ]);
+    assert!(e.contains("invalid argument"), "{e}");
+    ok(&[
+        "service",
+        "create",
+        "-d",
+        "--name",
+        "api",
+        "--network",
+        "backend",
+        &image,
+        "sleep",
+        "1d",
+    ]);
+    let e = err(&[
+        "service", "create", "-d", "--name", "api", &image, "sleep", "1d",
+    ]);
+    assert!(e.contains("already exists"), "{e}");
+    let e = err(&["service", "inspect", "nosuch"]);
+    assert!(e.contains("nosuch"), "{e}");
+    let e = err(&[
+        "service",
+        "create",
+        "-d",
+        "--name",
+        "lost",
+        "--network",
+        "nosuch",
+        &image,
+    ]);
+    assert!(e.contains("nosuch"), "{e}");
+    let e = err(&["network", "rm", "backend"]);
+    assert!(e.contains("in use by service api"), "{e}");
+
+    // Configs.
+    let id = node.docker_with_input(
+        &["config", "create", "--label", "env=test", "app.conf", "-"],
+        b"listen 80\n",
+    );
+    assert!(id.status.success(), "{}", stderr(&id));
+    let ls = ok(&["config", "ls", "--format", "{{.Name}}"]);
+    assert_eq!(ls.trim(), "app.conf");
+    let data = ok(&[
+        "config",
+        "inspect",
+        "app.conf",
+        "--format",
+        "{{json .Spec.Data}} {{.Spec.Labels.env}}",
+    ]);
+    // "listen 80\n" in base64.
+    assert_eq!(data.trim(), "\"bGlzdGVuIDgwCg==\" test");
+    let e = node.docker_with_input(&["config", "create", "app.conf", "-"], b"again\n");
+    assert!(stderr(&e).contains("already exists"), "{}", stderr(&e));
+    let e = err(&[
+        "service", "create", "-d", "--name", "cfg", "--config", "app.conf", &image,
+    ]);
+    assert!(e.contains("not supported by covey yet"), "{e}");
+    ok(&["config", "rm", "app.conf"]);
+    assert_eq!(ok(&["config", "ls", "-q"]).trim(), "");
+
+    // A stack: its network, its services, published through the mesh; then gone.
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let compose = dir.path().join("compose.yml");
+    std::fs::write(
+        &compose,
+        format!(
+            "version: \"3.8\"\nservices:\n  web:\n    image: {image}\n    command: [\"sleep\", \"1d\"]\n    ports:\n      - \"8099:80\"\n    deploy:\n      replicas: 2\n  worker:\n    image: {image}\n    command: [\"sleep\", \"1d\"]\n"
+        ),
+    )
+    .expect("writing the compose file");
+    let compose = compose.to_string_lossy().to_string();
+    ok(&["stack", "deploy", "-c", &compose, "demo"]);
+    let stacks = ok(&["stack", "ls", "--format", "{{.Name}} {{.Services}}"]);
+    assert_eq!(stacks.trim(), "demo 2");
+    let services = ok(&[
+        "stack",
+        "services",
+        "demo",
+        "--format",
+        "{{.Name}} {{.Ports}}",
+    ]);
+    assert!(services.contains("demo_web *:8099->80/tcp"), "{services}");
+    assert!(services.contains("demo_worker"), "{services}");
+    assert!(ok(&["network", "ls", "--format", "{{.Name}}"]).contains("demo_default"));
+    wait_running(&swarm, "demo_web", 2);
+    eventually("the stack's tasks listed", Duration::from_secs(20), || {
+        let ps = ok(&[
+            "stack",
+            "ps",
+            "demo",
+            "--format",
+            "{{.Name}} {{.CurrentState}}",
+        ]);
+        let running = ps.lines().filter(|l| l.contains("Running")).count();
+        (running == 3 && !ps.contains("api")).then_some(())
+    });
+    ok(&["stack", "rm", "demo"]);
+    eventually("the stack gone", Duration::from_secs(30), || {
+        let ls = ok(&["stack", "ls", "--format", "{{.Name}}"]);
+        let nets = ok(&["network", "ls", "--format", "{{.Name}}"]);
+        (ls.trim().is_empty() && !nets.contains("demo_default")).then_some(())
+    });
+
+    // A malformed compose file is the CLI's own error, and nothing is made.
+    std::fs::write(
+        dir.path().join("bad.yml"),
+        "services:\n  web:\n    image: [broken\n",
+    )
+    .expect("writing");
+    let e = err(&[
+        "stack",
+        "deploy",
+        "-c",
+        &dir.path().join("bad.yml").to_string_lossy(),
+        "bad",
+    ]);
+    assert!(e.contains("yaml"), "{e}");
+    let stacks = ok(&["stack", "ls", "--format", "{{.Name}}"]);
+    assert!(!stacks.contains("bad"), "{stacks}");
+}
