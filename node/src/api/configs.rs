@@ -12,7 +12,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::error::ApiError;
-use super::filters::Filters;
+use super::filters::{Filters, FiltersQuery};
 use super::time::rfc3339;
 use crate::daemon::Node as Daemon;
 use crate::manager::objects::config::MAX_CONFIG_SIZE;
@@ -36,15 +36,9 @@ struct SpecRequest {
     templating: Option<Value>,
 }
 
-#[derive(Deserialize, Default)]
-#[serde(default)]
-pub struct ListQuery {
-    filters: Option<String>,
-}
-
 pub async fn list(
     State(daemon): State<Arc<Daemon>>,
-    Query(q): Query<ListQuery>,
+    Query(q): Query<FiltersQuery>,
 ) -> Result<Json<Vec<Value>>> {
     let manager = manager(&daemon).await?;
     let filters = Filters::parse(q.filters.as_deref(), &["id", "name", "names", "label"])?;
@@ -83,7 +77,7 @@ pub async fn create(
             "config templating is not supported by covey",
         ));
     }
-    validate_name(&req.name)?;
+    super::lookup::check_name("config", &req.name, 64)?;
     let data = base64::engine::general_purpose::STANDARD
         .decode(req.data.unwrap_or_default())
         .map_err(|e| ApiError::bad_request(format!("invalid config data (base64): {e}")))?;
@@ -204,21 +198,6 @@ fn references(service: &Service, id: &str) -> bool {
 
 fn find(manager: &Manager, key: &str) -> Result<Config> {
     super::lookup::find(manager, "config", key, |c: &Config, k| c.spec.name == k)
-}
-
-fn validate_name(name: &str) -> Result<()> {
-    if name.is_empty()
-        || name.len() > 64
-        || !name
-            .chars()
-            .enumerate()
-            .all(|(i, c)| c.is_ascii_alphanumeric() || (i > 0 && "_.-".contains(c)))
-    {
-        return Err(ApiError::bad_request(format!(
-            "invalid config name {name:?}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed, at most 64 characters"
-        )));
-    }
-    Ok(())
 }
 
 fn config_json(c: &Config) -> Value {

@@ -5,6 +5,13 @@ use std::collections::BTreeMap;
 
 use super::error::ApiError;
 
+/// A list endpoint's query when filters are all it takes.
+#[derive(serde::Deserialize, Default)]
+#[serde(default)]
+pub struct FiltersQuery {
+    pub filters: Option<String>,
+}
+
 #[derive(Debug, Default)]
 pub struct Filters(BTreeMap<String, Vec<String>>);
 

@@ -36,3 +36,20 @@ pub fn find<T: Object>(
         ))),
     }
 }
+
+/// A name as Swarm allows them: `[a-zA-Z0-9][a-zA-Z0-9_.-]*`, at most `max` characters;
+/// `what` names the kind in the error ("service", "network").
+pub fn check_name(what: &str, name: &str, max: usize) -> Result<(), ApiError> {
+    let ok = !name.is_empty()
+        && name.len() <= max
+        && name
+            .chars()
+            .enumerate()
+            .all(|(i, c)| c.is_ascii_alphanumeric() || (i > 0 && "_.-".contains(c)));
+    if ok {
+        return Ok(());
+    }
+    Err(ApiError::bad_request(format!(
+        "invalid {what} name {name:?}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed, at most {max} characters"
+    )))
+}

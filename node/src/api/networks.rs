@@ -8,12 +8,11 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::Json;
 use ipnet::Ipv4Net;
-use serde::Deserialize;
 use serde_json::{json, Value};
 use sha2::Digest as _;
 
 use super::error::ApiError;
-use super::filters::Filters;
+use super::filters::{Filters, FiltersQuery};
 use super::time::rfc3339;
 use crate::daemon::Node as Daemon;
 use crate::manager::allocator;
@@ -32,15 +31,9 @@ const LOCAL: [(&str, &str); 2] = [("host", "host"), ("none", "null")];
 /// The option that shows a network's VXLAN id, as Docker names it.
 const VXLAN_ID_LIST: &str = "com.docker.network.driver.overlay.vxlanid_list";
 
-#[derive(Deserialize, Default)]
-#[serde(default)]
-pub struct ListQuery {
-    filters: Option<String>,
-}
-
 pub async fn list(
     State(daemon): State<Arc<Daemon>>,
-    Query(q): Query<ListQuery>,
+    Query(q): Query<FiltersQuery>,
 ) -> Result<Json<Vec<Value>>> {
     let filters = Filters::parse(
         q.filters.as_deref(),
@@ -197,18 +190,7 @@ fn validate(mut spec: NetworkSpec, existing: &[Network]) -> Result<NetworkSpec> 
     if spec.name.is_empty() {
         return bad("network name is required".into());
     }
-    if spec.name.len() > 63
-        || !spec
-            .name
-            .chars()
-            .enumerate()
-            .all(|(i, c)| c.is_ascii_alphanumeric() || (i > 0 && "_.-".contains(c)))
-    {
-        return bad(format!(
-            "invalid network name {:?}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed, at most 63 characters",
-            spec.name
-        ));
-    }
+    super::lookup::check_name("network", &spec.name, 63)?;
     if LOCAL.iter().any(|(n, _)| *n == spec.name)
         || existing.iter().any(|n| n.spec.name == spec.name)
     {

@@ -276,18 +276,7 @@ fn parse_spec(body: &[u8]) -> Result<ServiceSpec> {
 /// What the store must never hold: a spec no node could run, named so the user can fix it.
 fn validate(spec: &ServiceSpec) -> Result<()> {
     let bad = |m: String| Err(ApiError::bad_request(m));
-    if spec.name.len() > 63
-        || !spec
-            .name
-            .chars()
-            .enumerate()
-            .all(|(i, c)| c.is_ascii_alphanumeric() || (i > 0 && "_.-".contains(c)))
-    {
-        return bad(format!(
-            "invalid name {:?}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed, at most 63 characters",
-            spec.name
-        ));
-    }
+    super::lookup::check_name("service", &spec.name, 63)?;
     let task = &spec.task_template;
     let image = &task.container_spec.image;
     if image.is_empty() {

@@ -172,6 +172,39 @@ impl Client {
         Ok(TokioIo::new(upgraded))
     }
 
+    /// `inspect` of several objects under `base` (`/networks`): their JSON, as one array.
+    pub async fn inspect_all(&self, base: &str, names: &[String]) -> anyhow::Result<()> {
+        let mut out = Vec::new();
+        for n in names {
+            let v: serde_json::Value = self
+                .json(Method::GET, &format!("{base}/{}", escape(n)))
+                .await?;
+            out.push(v);
+        }
+        println!("{}", super::output::json(&out)?);
+        Ok(())
+    }
+
+    /// `rm` of several objects under `base`: each one removed is named, each refused says
+    /// why, and any refusal fails the command, as the docker CLI does.
+    pub async fn remove_all(&self, base: &str, names: &[String], what: &str) -> anyhow::Result<()> {
+        let mut failed = false;
+        for n in names {
+            let path = format!("{base}/{}", escape(n));
+            match self.send(Method::DELETE, &path, Self::empty()).await {
+                Ok(_) => println!("{n}"),
+                Err(e) => {
+                    eprintln!("{e:#}");
+                    failed = true;
+                }
+            }
+        }
+        if failed {
+            anyhow::bail!("some {what} were not removed");
+        }
+        Ok(())
+    }
+
     /// The body of a JSON request.
     pub fn json_body(v: &impl serde::Serialize) -> anyhow::Result<RequestBody> {
         Ok(Self::bytes(serde_json::to_vec(v)?))

@@ -8,7 +8,7 @@ use clap::Subcommand;
 use hyper::Method;
 use serde_json::{json, Value};
 
-use super::client::{escape, read_json, Client};
+use super::client::{read_json, Client};
 use super::output;
 
 #[derive(Subcommand)]
@@ -102,32 +102,8 @@ pub async fn run(cmd: ConfigCommand, client: &Client) -> anyhow::Result<()> {
                 output::table(&["ID", "NAME", "CREATED", "UPDATED"], &rows)
             );
         }
-        ConfigCommand::Inspect { configs } => {
-            let mut out = Vec::new();
-            for c in configs {
-                let v: Value = client
-                    .json(Method::GET, &format!("/configs/{}", escape(&c)))
-                    .await?;
-                out.push(v);
-            }
-            println!("{}", output::json(&out)?);
-        }
-        ConfigCommand::Rm { configs } => {
-            let mut failed = false;
-            for c in configs {
-                let path = format!("/configs/{}", escape(&c));
-                match client.send(Method::DELETE, &path, Client::empty()).await {
-                    Ok(_) => println!("{c}"),
-                    Err(e) => {
-                        eprintln!("{e:#}");
-                        failed = true;
-                    }
-                }
-            }
-            if failed {
-                anyhow::bail!("some configs were not removed");
-            }
-        }
+        ConfigCommand::Inspect { configs } => client.inspect_all("/configs", &configs).await?,
+        ConfigCommand::Rm { configs } => client.remove_all("/configs", &configs, "configs").await?,
     }
     Ok(())
 }

@@ -7,7 +7,7 @@ use clap::{Args, Subcommand};
 use hyper::Method;
 use serde_json::{json, Value};
 
-use super::client::{escape, read_json, Client};
+use super::client::{read_json, Client};
 use super::output;
 
 #[derive(Subcommand)]
@@ -122,31 +122,11 @@ pub async fn run(cmd: NetworkCommand, client: &Client) -> anyhow::Result<()> {
                 output::table(&["NETWORK ID", "NAME", "DRIVER", "SCOPE"], &rows)
             );
         }
-        NetworkCommand::Inspect { networks } => {
-            let mut out = Vec::new();
-            for n in networks {
-                let v: Value = client
-                    .json(Method::GET, &format!("/networks/{}", escape(&n)))
-                    .await?;
-                out.push(v);
-            }
-            println!("{}", output::json(&out)?);
-        }
+        NetworkCommand::Inspect { networks } => client.inspect_all("/networks", &networks).await?,
         NetworkCommand::Rm { networks } => {
-            let mut failed = false;
-            for n in networks {
-                let path = format!("/networks/{}", escape(&n));
-                match client.send(Method::DELETE, &path, Client::empty()).await {
-                    Ok(_) => println!("{n}"),
-                    Err(e) => {
-                        eprintln!("{e:#}");
-                        failed = true;
-                    }
-                }
-            }
-            if failed {
-                anyhow::bail!("some networks were not removed");
-            }
+            client
+                .remove_all("/networks", &networks, "networks")
+                .await?
         }
         NetworkCommand::Prune { force } => {
             if !force && !output::confirm(
