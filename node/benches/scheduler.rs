@@ -189,6 +189,7 @@ fn task(rng: &mut Rng, k: usize, slot: usize, spec: &TaskSpec) -> Task {
         },
         networks: Vec::new(),
         endpoint: Default::default(),
+        configs: Vec::new(),
     }
 }
 

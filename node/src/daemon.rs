@@ -88,8 +88,12 @@ pub async fn run(config: DaemonConfig) -> anyhow::Result<()> {
         &config.exec_root,
         containers.reaper(),
     ));
-    let executor =
-        crate::agent::executor::Executor::new(containers.clone(), images.clone(), networking);
+    let executor = crate::agent::executor::Executor::new(
+        containers.clone(),
+        images.clone(),
+        networking,
+        config.exec_root.join("configs"),
+    );
     let swarm = Swarm::open(&config.data_root, Some(executor), events.clone())
         .await
         .context("starting this node's swarm membership")?;

@@ -136,11 +136,53 @@ fn networks_configs_and_stacks_through_the_docker_cli() {
     assert_eq!(data.trim(), "\"bGlzdGVuIDgwCg==\" test");
     let e = node.docker_with_input(&["config", "create", "app.conf", "-"], b"again\n");
     assert!(stderr(&e).contains("already exists"), "{}", stderr(&e));
-    let e = err(&[
-        "service", "create", "-d", "--name", "cfg", "--config", "app.conf", &image,
+    // A task gets it as a file, where, owned and moded as asked; in use, it stays.
+    ok(&[
+        "service",
+        "create",
+        "-d",
+        "--name",
+        "cfg",
+        "--config",
+        "source=app.conf,target=/etc/app.conf,uid=1000,gid=100,mode=0440",
+        &image,
+        "sleep",
+        "1d",
     ]);
-    assert!(e.contains("not supported by covey yet"), "{e}");
-    ok(&["config", "rm", "app.conf"]);
+    wait_running(&swarm, "cfg", 1);
+    let ctr = eventually("cfg's container", Duration::from_secs(20), || {
+        containers_on(&swarm, 1, "cfg").into_iter().next()
+    });
+    let file = ok(&[
+        "exec",
+        &ctr,
+        "sh",
+        "-c",
+        "stat -c '%a %u %g' /etc/app.conf; cat /etc/app.conf",
+    ]);
+    assert_eq!(file, "440 1000 100\nlisten 80\n");
+    let e = err(&["config", "rm", "app.conf"]);
+    assert!(e.contains("in use by the following service: cfg"), "{e}");
+    let e = err(&[
+        "service", "create", "-d", "--name", "nocfg", "--config", "nosuch", &image,
+    ]);
+    assert!(e.contains("nosuch"), "{e}");
+    // The covey CLI's flag does the same.
+    node.covey_ok(&[
+        "service", "create", "-d", "--name", "cfg2", "--config", "app.conf", &image, "sleep", "1d",
+    ]);
+    wait_running(&swarm, "cfg2", 1);
+    let ctr2 = eventually("cfg2's container", Duration::from_secs(20), || {
+        containers_on(&swarm, 1, "cfg2").into_iter().next()
+    });
+    assert_eq!(ok(&["exec", &ctr2, "cat", "/app.conf"]), "listen 80\n");
+    ok(&["service", "rm", "cfg", "cfg2"]);
+    eventually("app.conf free again", Duration::from_secs(30), || {
+        node.docker(&["config", "rm", "app.conf"])
+            .status
+            .success()
+            .then_some(())
+    });
     assert_eq!(ok(&["config", "ls", "-q"]).trim(), "");
 
     // A stack: its network, its services, published through the mesh; then gone.

@@ -4,6 +4,7 @@
 //! reported as Swarm's task states.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -29,6 +30,9 @@ pub struct Executor {
     /// at once, and the first pull serves them all.
     pub pulling: Arc<std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
     pub network: Arc<Networking>,
+    /// Where tasks' configs are written as files (`<exec-root>/configs`, tmpfs on most
+    /// systems), one directory per task.
+    pub files: PathBuf,
 }
 
 impl Executor {
@@ -36,12 +40,14 @@ impl Executor {
         containers: Arc<Containers>,
         images: Arc<ImageService>,
         network: Arc<Networking>,
+        files: PathBuf,
     ) -> Self {
         Executor {
             containers,
             images,
             pulling: Arc::default(),
             network,
+            files,
         }
     }
 }
@@ -198,6 +204,7 @@ impl Controller {
                 .await
                 .map_err(|e| (TaskState::Rejected, e))?;
             let mut config = container_config(&task.spec).map_err(|e| (TaskState::Rejected, e))?;
+            config.mounts.extend(self.write_configs(task)?);
             if let Some(path) = self.connect(task).await? {
                 config.network = NetworkMode::Path { path };
                 config.dns = vec![crate::network::dns::ADDRESS.to_string()];
@@ -219,7 +226,9 @@ impl Controller {
                 .map_err(|e| (TaskState::Rejected, e.to_string()))?;
         }
         if existing.is_some() {
-            // After a reboot the task's namespace is gone: made again at the same path.
+            // After a reboot the task's namespace and files are gone: made again at the
+            // same paths.
+            self.write_configs(task)?;
             self.connect(task).await?;
         }
         self.report(TaskState::Starting, "starting", "", None);
@@ -382,6 +391,40 @@ impl Controller {
             }
         }
         self.exec.network.detach(&self.id).await;
+        let _ = std::fs::remove_dir_all(self.exec.files.join(&self.id));
+    }
+
+    /// Writes `task`'s configs as files, owned and moded as asked, and returns the
+    /// read-only bind mounts that give them to its container.
+    fn write_configs(&self, task: &Task) -> Result<Vec<Mount>, (TaskState, String)> {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = self.exec.files.join(&task.id);
+        let fail = |what: &str, e: &dyn std::fmt::Display| {
+            (
+                TaskState::Rejected,
+                format!("writing its configs ({what}): {e}"),
+            )
+        };
+        let mut mounts = Vec::new();
+        for c in &task.configs {
+            std::fs::create_dir_all(&dir).map_err(|e| fail("directory", &e))?;
+            let path = dir.join(&c.config_id);
+            std::fs::write(&path, &c.data).map_err(|e| fail(&c.target, &e))?;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(c.mode & 0o7777))
+                .map_err(|e| fail(&c.target, &e))?;
+            nix::unistd::chown(
+                &path,
+                Some(nix::unistd::Uid::from_raw(c.uid)),
+                Some(nix::unistd::Gid::from_raw(c.gid)),
+            )
+            .map_err(|e| fail(&c.target, &e))?;
+            mounts.push(Mount::Bind {
+                source: path,
+                target: c.target.clone(),
+                read_only: true,
+            });
+        }
+        Ok(mounts)
     }
 
     /// The task's network namespace, connected to its overlay networks (none if it has

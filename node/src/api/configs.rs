@@ -184,16 +184,15 @@ pub async fn remove(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Whether `service` names config `id` in its tasks' `Configs`.
+/// Whether `service` gives its tasks config `id`.
 fn references(service: &Service, id: &str) -> bool {
     service
         .spec
         .task_template
         .container_spec
-        .extra
-        .get("Configs")
-        .and_then(Value::as_array)
-        .is_some_and(|refs| refs.iter().any(|r| r["ConfigID"] == id))
+        .configs
+        .iter()
+        .any(|r| r.config_id == id)
 }
 
 fn find(manager: &Manager, key: &str) -> Result<Config> {

@@ -289,16 +289,14 @@ fn validate(spec: &ServiceSpec) -> Result<()> {
         return bad(e);
     }
     // Not yet given to tasks: refused rather than silently left out of their containers.
-    for (key, what) in [("Configs", "configs"), ("Secrets", "secrets")] {
-        if task
-            .container_spec
-            .extra
-            .get(key)
-            .and_then(serde_json::Value::as_array)
-            .is_some_and(|a| !a.is_empty())
-        {
-            return bad(format!("{what} in services are not supported by covey yet"));
-        }
+    if task
+        .container_spec
+        .extra
+        .get("Secrets")
+        .and_then(serde_json::Value::as_array)
+        .is_some_and(|a| !a.is_empty())
+    {
+        return bad("secrets in services are not supported by covey yet".into());
     }
     if let Err(e) = crate::agent::executor::container_config(task) {
         return bad(format!("invalid ContainerSpec: {e}"));
@@ -379,6 +377,7 @@ fn attach(manager: &Manager, spec: &mut ServiceSpec, own: &str) -> Result<()> {
             "a service on the host network cannot publish ports through the routing mesh: use mode=host",
         ));
     }
+    resolve_configs(manager, spec)?;
     let mut taken = crate::manager::allocator::Ports::default();
     for other in manager.store.list::<Service>()? {
         if other.id != own {
@@ -396,6 +395,50 @@ fn attach(manager: &Manager, spec: &mut ServiceSpec, own: &str) -> Result<()> {
                 "port '{}' is already in use by service '{owner}' as an ingress port",
                 port.published_port
             )));
+        }
+    }
+    Ok(())
+}
+
+/// Checks each config the tasks are given: it exists (by id, else by name), as a file
+/// (`File`; credential specs are not supported), with a numeric owner. Stores it by id,
+/// its target absolute (a relative one is under `/`, as Swarm puts it).
+fn resolve_configs(manager: &Manager, spec: &mut ServiceSpec) -> Result<()> {
+    let configs = manager.store.list::<crate::manager::objects::Config>()?;
+    for r in &mut spec.task_template.container_spec.configs {
+        let found = configs
+            .iter()
+            .find(|c| c.id == r.config_id)
+            .or_else(|| configs.iter().find(|c| c.spec.name == r.config_name))
+            .ok_or_else(|| {
+                let name = if r.config_name.is_empty() {
+                    &r.config_id
+                } else {
+                    &r.config_name
+                };
+                ApiError::new(StatusCode::NOT_FOUND, format!("config not found: {name}"))
+            })?;
+        r.config_id = found.id.clone();
+        r.config_name = found.spec.name.clone();
+        let Some(file) = r.file.as_mut() else {
+            return Err(ApiError::bad_request(format!(
+                "config {}: only configs given as files are supported by covey",
+                r.config_name
+            )));
+        };
+        if file.name.is_empty() {
+            file.name = r.config_name.clone();
+        }
+        if !file.name.starts_with('/') {
+            file.name = format!("/{}", file.name);
+        }
+        for (what, id) in [("UID", &file.uid), ("GID", &file.gid)] {
+            if !id.is_empty() && id.parse::<u32>().is_err() {
+                return Err(ApiError::bad_request(format!(
+                    "config {}: invalid {what} {id:?}: a number is expected",
+                    r.config_name
+                )));
+            }
         }
     }
     Ok(())

@@ -118,6 +118,10 @@ pub struct CreateArgs {
     /// Publish a port as a node port.
     #[arg(short, long = "publish")]
     pub publish: Vec<String>,
+    /// Give the tasks a config as a file (`name`, or
+    /// `source=name,target=/path,uid=0,gid=0,mode=0444`).
+    #[arg(long = "config")]
+    pub configs: Vec<String>,
     /// How the service is reached: vip (one virtual IP per network) or dnsrr (DNS round
     /// robin over its tasks).
     #[arg(long = "endpoint-mode", value_parser = ["vip", "dnsrr"])]
@@ -514,6 +518,37 @@ pub fn parse_network(flag: &str, v: &str) -> anyhow::Result<Value> {
     Ok(net)
 }
 
+/// `--config name` or `--config source=name,target=/etc/app.conf,uid=0,gid=0,mode=0440`.
+pub fn parse_config(flag: &str, v: &str) -> anyhow::Result<Value> {
+    let mut source = String::new();
+    let mut file = json!({"UID": "0", "GID": "0", "Mode": 0o444});
+    if !v.contains('=') {
+        source = v.to_string();
+    } else {
+        for field in v.split(',') {
+            match field.split_once('=') {
+                Some(("source" | "src", s)) => source = s.to_string(),
+                Some(("target", t)) => file["Name"] = json!(t),
+                Some(("uid", u)) => file["UID"] = json!(u),
+                Some(("gid", g)) => file["GID"] = json!(g),
+                Some(("mode", m)) => {
+                    let mode = u32::from_str_radix(m, 8)
+                        .map_err(|_| bad(flag, v, format!("invalid mode {m:?}: octal expected")))?;
+                    file["Mode"] = json!(mode);
+                }
+                _ => return Err(bad(flag, v, format!("invalid field key {field}"))),
+            }
+        }
+    }
+    if source.is_empty() {
+        return Err(bad(flag, v, "source is required"));
+    }
+    if file.get("Name").is_none() {
+        file["Name"] = json!(source);
+    }
+    Ok(json!({"ConfigName": source, "File": file}))
+}
+
 /// `-p [PUBLISHED:]TARGET[/PROTOCOL]` or `-p published=8080,target=80,protocol=udp,mode=host`.
 pub fn parse_publish(flag: &str, v: &str) -> anyhow::Result<Value> {
     let port = |p: &str| {
@@ -635,6 +670,24 @@ mod tests {
         assert!(parse_mount("--mount", "type=volume,target=/a,tmpfs-size=1m").is_err());
         assert!(parse_mount("--mount", "target=/a,bogus=1").is_err());
         assert!(parse_mount("--mount", "target=/a,ro=maybe").is_err());
+    }
+
+    #[test]
+    fn configs_as_files() {
+        assert_eq!(
+            parse_config("--config", "app.conf").unwrap(),
+            json!({"ConfigName": "app.conf", "File": {"Name": "app.conf", "UID": "0", "GID": "0", "Mode": 0o444}})
+        );
+        assert_eq!(
+            parse_config(
+                "--config",
+                "source=app,target=/etc/app.conf,uid=1000,mode=0440"
+            )
+            .unwrap(),
+            json!({"ConfigName": "app", "File": {"Name": "/etc/app.conf", "UID": "1000", "GID": "0", "Mode": 0o440}})
+        );
+        assert!(parse_config("--config", "target=/x").is_err());
+        assert!(parse_config("--config", "source=a,mode=rw").is_err());
     }
 
     #[test]

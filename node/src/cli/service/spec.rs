@@ -6,9 +6,9 @@ use std::collections::BTreeSet;
 use serde_json::{json, Map, Value};
 
 use super::flags::{
-    bad, check_labels, env_key, expand_env, kv_map, normalize_cap, parse_cpus, parse_i64,
-    parse_memory, parse_mount, parse_nanos, parse_network, parse_pref, parse_publish, parse_u64,
-    shell_words, CommonArgs, CreateArgs,
+    bad, check_labels, env_key, expand_env, kv_map, normalize_cap, parse_config, parse_cpus,
+    parse_i64, parse_memory, parse_mount, parse_nanos, parse_network, parse_pref, parse_publish,
+    parse_u64, shell_words, CommonArgs, CreateArgs,
 };
 
 /// Swarm's restart policy when none was given: what a first restart flag starts from.
@@ -60,6 +60,14 @@ pub fn create_spec(a: &CreateArgs) -> anyhow::Result<Value> {
     }
     if !a.container_labels.is_empty() {
         cs["Labels"] = json!(kv_map(&a.container_labels));
+    }
+    if !a.configs.is_empty() {
+        let configs = a
+            .configs
+            .iter()
+            .map(|c| parse_config("--config", c))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        cs["Configs"] = json!(configs);
     }
     if !a.env.is_empty() {
         // A later value for a key replaces an earlier one, in the later one's place.

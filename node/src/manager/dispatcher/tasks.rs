@@ -9,7 +9,8 @@ use std::time::Duration;
 use tokio::sync::broadcast::error::RecvError;
 
 use super::Dispatcher;
-use crate::manager::objects::{Task, TaskState};
+use crate::manager::objects::task::TaskConfig;
+use crate::manager::objects::{Config, Task, TaskState};
 use crate::manager::rpc::StatusUpdate;
 use crate::manager::store::{Action, Error, ErrorKind, Kind};
 
@@ -68,6 +69,15 @@ impl Dispatcher {
             })
             .collect();
         tasks.sort_by(|a, b| a.id.cmp(&b.id));
+        if tasks
+            .iter()
+            .any(|t| !t.spec.container_spec.configs.is_empty())
+        {
+            let configs = self.store.list::<Config>()?;
+            for t in &mut tasks {
+                t.configs = given_configs(t, &configs);
+            }
+        }
         Ok(tasks)
     }
 
@@ -113,4 +123,26 @@ fn digest(tasks: &[Task]) -> String {
         task.meta.version.hash(&mut hasher);
     }
     format!("{:016x}", hasher.finish())
+}
+
+/// The configs `task`'s spec names, with their data, as files in its container. One that
+/// is gone is left out (the API refuses to remove a config in use).
+fn given_configs(task: &Task, configs: &[Config]) -> Vec<TaskConfig> {
+    task.spec
+        .container_spec
+        .configs
+        .iter()
+        .filter_map(|r| {
+            let config = configs.iter().find(|c| c.id == r.config_id)?;
+            let file = r.file.as_ref()?;
+            Some(TaskConfig {
+                config_id: config.id.clone(),
+                target: file.name.clone(),
+                uid: file.uid.parse().unwrap_or(0),
+                gid: file.gid.parse().unwrap_or(0),
+                mode: if file.mode == 0 { 0o444 } else { file.mode },
+                data: config.spec.data.clone(),
+            })
+        })
+        .collect()
 }

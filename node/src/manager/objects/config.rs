@@ -30,7 +30,7 @@ pub struct ConfigSpec {
 }
 
 /// Bytes kept as base64 in the store's JSON, not as an array of numbers.
-mod base64_bytes {
+pub(crate) mod base64_bytes {
     use base64::Engine as _;
     use serde::{Deserialize, Deserializer, Serializer};
 

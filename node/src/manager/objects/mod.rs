@@ -7,7 +7,7 @@ pub mod config;
 pub mod network;
 mod node;
 pub mod service;
-mod task;
+pub mod task;
 
 pub use cluster::{Cluster, ClusterSpec, JoinTokens};
 pub use config::{Config, ConfigSpec};

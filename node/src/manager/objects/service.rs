@@ -213,8 +213,37 @@ pub struct ContainerSpec {
         skip_serializing_if = "Option::is_none"
     )]
     pub cap_drop: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub configs: Vec<ConfigReference>,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
+}
+
+/// The Engine API's `ConfigReference`: a config given to the task as a file.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "PascalCase")]
+pub struct ConfigReference {
+    #[serde(default, rename = "ConfigID")]
+    pub config_id: String,
+    #[serde(default)]
+    pub config_name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<ConfigFile>,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "PascalCase")]
+pub struct ConfigFile {
+    #[serde(default)]
+    pub name: String,
+    #[serde(default, rename = "UID")]
+    pub uid: String,
+    #[serde(default, rename = "GID")]
+    pub gid: String,
+    #[serde(default)]
+    pub mode: u32,
 }
 
 /// The Engine API's `Mount` for services.

@@ -35,6 +35,24 @@ pub struct Task {
     /// The service's endpoint when the task was allocated (its published ports).
     #[serde(default)]
     pub endpoint: Endpoint,
+    /// The configs the task's container is given, with their data: filled in by the
+    /// dispatcher in a node's assignments (so that the node keeps them for a restart with
+    /// no manager), never in the store, which holds each config once.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub configs: Vec<TaskConfig>,
+}
+
+/// A config as a file in a task's container.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskConfig {
+    pub config_id: String,
+    /// Absolute, in the container.
+    pub target: String,
+    pub uid: u32,
+    pub gid: u32,
+    pub mode: u32,
+    #[serde(with = "super::config::base64_bytes")]
+    pub data: Vec<u8>,
 }
 
 object!(Task, Kind::Task);

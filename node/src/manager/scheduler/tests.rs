@@ -40,6 +40,7 @@ fn task(id: &str, service: &str) -> Task {
         },
         networks: Vec::new(),
         endpoint: Default::default(),
+        configs: Vec::new(),
     }
 }
 
