@@ -114,6 +114,10 @@ pub fn host_ruleset(
     )],
 ) -> String {
     const HOST_TABLE: &str = "covey-host";
+    let drop = format!("table ip {HOST_TABLE} {{}}\ndelete table ip {HOST_TABLE}\n");
+    if ports.is_empty() {
+        return drop;
+    }
     let mut rules = String::new();
     for (p, addr) in ports {
         let _ = writeln!(
@@ -125,7 +129,7 @@ pub fn host_ruleset(
         );
     }
     format!(
-        "table ip {HOST_TABLE} {{}}\ndelete table ip {HOST_TABLE}\ntable ip {HOST_TABLE} {{\n  chain prerouting {{\n    type nat hook prerouting priority dstnat; policy accept;\n{rules}  }}\n  chain output {{\n    type nat hook output priority -100; policy accept;\n{rules}  }}\n}}\n"
+        "{drop}table ip {HOST_TABLE} {{\n  chain prerouting {{\n    type nat hook prerouting priority dstnat; policy accept;\n{rules}  }}\n  chain output {{\n    type nat hook output priority -100; policy accept;\n{rules}  }}\n}}\n"
     )
 }
 
