@@ -7,6 +7,7 @@ use std::time::Duration;
 use tokio::sync::{broadcast::error::RecvError, watch};
 
 use super::allocator;
+use super::objects::Node;
 use super::orchestrator::{self, Orchestrator};
 use super::raft::RaftStatus;
 use super::scheduler;
@@ -28,7 +29,18 @@ pub async fn run(store: Store, mut status: watch::Receiver<RaftStatus>) {
             }
             continue;
         }
-        let next = match orchestrator::round(&mut orchestrator, &store).await {
+        // One view of the nodes for the whole round: the scheduler must not act on a node
+        // state the orchestrators have not seen (a node back up, whose replaced tasks
+        // they would drop first).
+        let nodes = match store.list::<Node>() {
+            Ok(nodes) => nodes,
+            Err(e) => {
+                tracing::warn!("leader: reading nodes: {e}");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            }
+        };
+        let next = match orchestrator::round(&mut orchestrator, &store, &nodes).await {
             Ok(next) => next,
             Err(e) => {
                 tracing::warn!("orchestrator: {e}");
@@ -38,7 +50,7 @@ pub async fn run(store: Store, mut status: watch::Receiver<RaftStatus>) {
         if let Err(e) = allocator::round(&store).await {
             tracing::warn!("allocator: {e}");
         }
-        if let Err(e) = scheduler::leader::round(&store).await {
+        if let Err(e) = scheduler::leader::round(&store, &nodes).await {
             tracing::warn!("scheduler: {e}");
         }
         let wake = next

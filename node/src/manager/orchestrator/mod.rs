@@ -30,7 +30,8 @@ pub struct World {
 }
 
 impl World {
-    pub fn read(store: &Store) -> Result<World, Error> {
+    /// The store's services and tasks, with `nodes` as the round read them.
+    pub fn read(store: &Store, nodes: &[Node]) -> Result<World, Error> {
         let history = store
             .list::<Cluster>()?
             .first()
@@ -43,11 +44,7 @@ impl World {
                 .map(|s| (s.id.clone(), s))
                 .collect(),
             tasks: store.list::<Task>()?,
-            nodes: store
-                .list::<Node>()?
-                .into_iter()
-                .map(|n| (n.id.clone(), n))
-                .collect(),
+            nodes: nodes.iter().map(|n| (n.id.clone(), n.clone())).collect(),
             history,
         })
     }
@@ -205,8 +202,9 @@ impl Orchestrator {
 pub async fn round(
     orchestrator: &mut Orchestrator,
     store: &Store,
+    nodes: &[Node],
 ) -> Result<Option<Instant>, Error> {
-    let world = World::read(store)?;
+    let world = World::read(store, nodes)?;
     let (plan, next) = orchestrator.plan(&world, Instant::now());
     if !plan.is_empty() {
         super::propose_chunked(store, plan.into_actions()?).await?;

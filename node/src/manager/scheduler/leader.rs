@@ -6,7 +6,9 @@ use super::Scheduler;
 use crate::manager::objects::{Node, Task, TaskState, TaskStatus};
 use crate::manager::store::{now_secs, Action, Error, Store};
 
-pub async fn round(store: &Store) -> Result<(), Error> {
+/// `nodes` as the round's orchestrators saw them: a node that came back since is left
+/// to the next round, whose orchestrators see it first (and may have tasks to drop).
+pub async fn round(store: &Store, nodes: &[Node]) -> Result<(), Error> {
     let tasks = store.list::<Task>()?;
     let waiting: Vec<Task> = tasks
         .iter()
@@ -16,13 +18,12 @@ pub async fn round(store: &Store) -> Result<(), Error> {
     if waiting.is_empty() {
         return Ok(());
     }
-    let nodes = store.list::<Node>()?;
     // Only tasks already placed hold room on their nodes; the waiting ones are placed below.
     let placed: Vec<Task> = tasks
         .into_iter()
         .filter(|t| t.status.state >= TaskState::Assigned)
         .collect();
-    let mut scheduler = Scheduler::new(&nodes, &placed);
+    let mut scheduler = Scheduler::new(nodes, &placed);
     let (preset, unplaced): (Vec<Task>, Vec<Task>) =
         waiting.into_iter().partition(|t| !t.node_id.is_empty());
     let mut decisions: Vec<(Task, Result<String, String>)> = Vec::new();
