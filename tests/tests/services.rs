@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use covey_tests::services::*;
+use covey_tests::stderr;
 use covey_tests::swarm::{eventually, Swarm};
 use serde_json::Value;
 
@@ -613,4 +614,84 @@ fn a_global_service_reaches_a_node_that_joins_later_and_jobs_complete() {
         },
     );
     assert!(logs.lines().all(|l| l.starts_with("batch.")), "{logs}");
+}
+
+#[test]
+fn health_checks_decide_when_a_task_runs_and_replace_unhealthy_ones() {
+    let (swarm, _registry, image) = swarm("svchlth", 1);
+    let node = swarm.node(1);
+    // Healthy once its file exists: starting until then (failures within the start
+    // period do not count), running after.
+    let out = node.docker(&[
+        "service",
+        "create",
+        "-d",
+        "--name",
+        "healthy",
+        "--health-cmd",
+        "test -f /tmp/ok",
+        "--health-interval",
+        "500ms",
+        "--health-retries",
+        "2",
+        "--health-start-period",
+        "10s",
+        &image,
+        "sh",
+        "-c",
+        "sleep 2; touch /tmp/ok; exec sleep 1d",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    eventually(
+        "healthy's task starting, not yet running",
+        Duration::from_secs(20),
+        || {
+            tasks(&swarm, "healthy")
+                .iter()
+                .any(|t| t["Status"]["State"] == "starting")
+                .then_some(())
+        },
+    );
+    wait_running(&swarm, "healthy", 1);
+
+    // Never healthy: failed as unhealthy, and replaced.
+    node.covey_ok(&[
+        "service",
+        "create",
+        "-d",
+        "--name",
+        "sick",
+        "--health-cmd",
+        "false",
+        "--health-interval",
+        "300ms",
+        "--health-retries",
+        "2",
+        "--restart-delay",
+        "500ms",
+        &image,
+        "sleep",
+        "1d",
+    ]);
+    eventually(
+        "sick's tasks failing as unhealthy, and replaced",
+        Duration::from_secs(40),
+        || {
+            let all = tasks(&swarm, "sick");
+            let failed = all
+                .iter()
+                .filter(|t| {
+                    t["Status"]["State"] == "failed"
+                        && t["Status"]["Err"] == "task: unhealthy container"
+                })
+                .count();
+            (failed >= 2).then_some(())
+        },
+    );
+    assert!(
+        running_on(&swarm, "sick").is_empty(),
+        "an unhealthy task counted as running"
+    );
+    let inspect = node.covey_ok(&["service", "inspect", "sick"]);
+    assert!(inspect.contains("\"Healthcheck\""), "{inspect}");
 }

@@ -13,6 +13,7 @@ use covey_images::ImageService;
 use covey_runtime::{ContainerConfig, Mount, NetworkMode, Resources};
 use tokio::sync::watch;
 
+use super::health;
 use super::reporter::Reporter;
 use super::Contact;
 use crate::containers::{ContainerError, Containers, CreateRequest, Status};
@@ -49,6 +50,24 @@ impl Executor {
             network,
             files,
         }
+    }
+}
+
+/// How a running task's wait ended.
+enum Outcome {
+    Exited(i32),
+    /// Told to stop, or unassigned.
+    Changed,
+    /// Its health check failed too often; its container was stopped.
+    Unhealthy,
+}
+
+/// Aborts a spawned task when dropped: a health monitor ends with its wait.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
@@ -146,9 +165,17 @@ impl Controller {
                     Ok(false) => {}
                     Ok(true) => {
                         // Running: wait for it to end or for the manager to say stop.
-                        match self.wait_or_change(rx).await {
-                            Some(code) => self.exited(code),
-                            None => continue,
+                        match self.wait_or_change(&task, rx).await {
+                            Outcome::Exited(code) => self.exited(code),
+                            Outcome::Changed => continue,
+                            Outcome::Unhealthy => {
+                                self.report(
+                                    TaskState::Failed,
+                                    "",
+                                    "task: unhealthy container",
+                                    None,
+                                );
+                            }
                         }
                     }
                 }
@@ -243,7 +270,10 @@ impl Controller {
             .ok()
             .and_then(|c| c.snapshot().pid)
             .unwrap_or(0);
-        self.report(TaskState::Running, "started", "", Some((pid, 0)));
+        // With a health check, it runs once a check passes (see `wait_or_change`).
+        if health::Check::of(&task.spec).is_none() {
+            self.report(TaskState::Running, "started", "", Some((pid, 0)));
+        }
         Ok(true)
     }
 
@@ -274,23 +304,51 @@ impl Controller {
     }
 
     /// Waits for the container to exit (its code) or for the task to change (None).
-    async fn wait_or_change(&mut self, rx: &mut watch::Receiver<Option<Task>>) -> Option<i32> {
+    /// Waits for the container to end, for the manager to say stop, or for its health
+    /// check to fail (it is then stopped); a first passing check reports it running.
+    async fn wait_or_change(
+        &mut self,
+        task: &Task,
+        rx: &mut watch::Receiver<Option<Task>>,
+    ) -> Outcome {
         let containers = self.exec.containers.clone();
         let name = self.name.clone();
         let wait = containers.wait(&name, "not-running");
         tokio::pin!(wait);
+        let (health_tx, mut health) = tokio::sync::mpsc::channel(2);
+        let monitor = health::Check::of(&task.spec).map(|check| {
+            tokio::spawn(health::monitor(
+                containers.clone(),
+                name.clone(),
+                check,
+                health_tx,
+            ))
+        });
+        let _stop_monitor = monitor.map(AbortOnDrop);
         loop {
             tokio::select! {
-                code = &mut wait => return Some(code.unwrap_or(-1)),
+                code = &mut wait => return Outcome::Exited(code.unwrap_or(-1)),
                 changed = rx.changed() => {
                     if changed.is_err() {
-                        return None;
+                        return Outcome::Changed;
                     }
                     let stop = rx.borrow().as_ref().is_none_or(|t| t.desired_state > TaskState::Running);
                     if stop {
-                        return None;
+                        return Outcome::Changed;
                     }
                 }
+                Some(h) = health.recv() => match h {
+                    health::Health::Healthy => {
+                        let pid = containers.get(&name).ok().and_then(|c| c.snapshot().pid).unwrap_or(0);
+                        self.report(TaskState::Running, "started", "", Some((pid, 0)));
+                    }
+                    health::Health::Unhealthy => {
+                        if let Err(e) = containers.stop(&name, Some(grace(&task.spec).as_secs())).await {
+                            tracing::warn!(task = %self.id, "stopping an unhealthy container: {e}");
+                        }
+                        return Outcome::Unhealthy;
+                    }
+                },
             }
         }
     }

@@ -5,6 +5,7 @@
 //! each task ([`executor`]) and reports their status ([`reporter`]).
 
 pub mod executor;
+mod health;
 mod logs;
 mod reporter;
 pub mod worker;

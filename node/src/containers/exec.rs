@@ -117,6 +117,45 @@ impl Containers {
         Ok(id)
     }
 
+    /// Runs `args` in `container` to its end, as a health check does: its exit code, or
+    /// `None` if it did not end within `timeout`. Its record does not outlive it (probes
+    /// run every few seconds for months).
+    pub async fn probe(
+        self: &Arc<Self>,
+        container: &str,
+        args: Vec<String>,
+        timeout: std::time::Duration,
+    ) -> Result<Option<i32>, ContainerError> {
+        let request = ExecRequest {
+            args,
+            env: Vec::new(),
+            user: None,
+            working_dir: None,
+            tty: false,
+            open_stdin: false,
+        };
+        let id = self.create_exec(container, request).await?;
+        let exec = self.exec(&id)?;
+        let mut state = exec.state.subscribe();
+        let outcome = async {
+            self.start_exec(&id).await?;
+            let ended = state
+                .wait_for(|s| matches!(s, ExecState::Exited(_)))
+                .await
+                .map(|s| *s);
+            Ok::<_, ContainerError>(match ended {
+                Ok(ExecState::Exited(code)) => Some(code),
+                _ => None,
+            })
+        };
+        let result = tokio::time::timeout(timeout, outcome).await;
+        self.execs().remove(&id);
+        match result {
+            Ok(r) => r,
+            Err(_) => Ok(None),
+        }
+    }
+
     pub fn exec(&self, id: &str) -> Result<Arc<Exec>, ContainerError> {
         self.execs()
             .get(id)

@@ -69,6 +69,24 @@ pub struct CommonArgs {
     /// Restart when condition is met ("none", "on-failure", "any").
     #[arg(long)]
     pub restart_condition: Option<String>,
+    /// Command run to check health (in a shell).
+    #[arg(long)]
+    pub health_cmd: Option<String>,
+    /// Time between health checks (ms|s|m|h).
+    #[arg(long)]
+    pub health_interval: Option<String>,
+    /// Longest a health check may run (ms|s|m|h).
+    #[arg(long)]
+    pub health_timeout: Option<String>,
+    /// Consecutive failures needed to report unhealthy.
+    #[arg(long)]
+    pub health_retries: Option<String>,
+    /// Start period for the container to initialize before failures count (ms|s|m|h).
+    #[arg(long)]
+    pub health_start_period: Option<String>,
+    /// Disable any container-specified HEALTHCHECK.
+    #[arg(long)]
+    pub no_healthcheck: bool,
     /// Delay between restart attempts (ns|us|ms|s|m|h).
     #[arg(long)]
     pub restart_delay: Option<String>,

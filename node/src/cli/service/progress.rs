@@ -19,9 +19,9 @@ use super::super::session;
 use super::tracker::{Line, TaskView, Tracker};
 
 /// How long a service must stay converged before it is called so. Docker waits 5 s
-/// (its update monitor), long enough for health checks to fail a fresh task; covey has
-/// no health checks yet, so a task that stays running 1 s is as good as one that stays
-/// 5 s, and commands return sooner.
+/// (its update monitor), long enough for health checks to fail a fresh task; covey's
+/// tasks with a health check only count as running once a check has passed, so 1 s
+/// suffices, and commands return sooner.
 const MONITOR: Duration = Duration::from_secs(1);
 const POLL: Duration = Duration::from_millis(200);
 

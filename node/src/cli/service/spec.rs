@@ -236,6 +236,35 @@ pub(super) fn apply_common(spec: &mut Value, c: &CommonArgs) -> anyhow::Result<(
     if let Some(r) = c.read_only {
         cs["ReadOnly"] = json!(r);
     }
+    if c.no_healthcheck {
+        cs["Healthcheck"] = json!({"Test": ["NONE"]});
+    } else {
+        let hc = &mut cs["Healthcheck"];
+        if let Some(cmd) = &c.health_cmd {
+            hc["Test"] = json!(["CMD-SHELL", cmd]);
+        }
+        for (flag, key, v) in [
+            ("--health-interval", "Interval", &c.health_interval),
+            ("--health-timeout", "Timeout", &c.health_timeout),
+            (
+                "--health-start-period",
+                "StartPeriod",
+                &c.health_start_period,
+            ),
+        ] {
+            if let Some(v) = v {
+                hc[key] = json!(parse_nanos(flag, v)?);
+            }
+        }
+        if let Some(r) = &c.health_retries {
+            hc["Retries"] = json!(parse_u64("--health-retries", r)?);
+        }
+        if hc.is_null() {
+            if let Some(cs) = cs.as_object_mut() {
+                cs.remove("Healthcheck");
+            }
+        }
+    }
 
     let task = at(spec, &["TaskTemplate"]);
     if let Some(v) = &c.limit_cpu {

@@ -215,8 +215,27 @@ pub struct ContainerSpec {
     pub cap_drop: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub configs: Vec<ConfigReference>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub healthcheck: Option<HealthConfig>,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
+}
+
+/// The Engine API's `HealthConfig`: a command run in the container now and then.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "PascalCase")]
+pub struct HealthConfig {
+    /// `["NONE"]`, `["CMD", arg...]` or `["CMD-SHELL", command]`; empty: the image's.
+    #[serde(default)]
+    pub test: Vec<String>,
+    #[serde(default)]
+    pub interval: Nanos,
+    #[serde(default)]
+    pub timeout: Nanos,
+    #[serde(default)]
+    pub start_period: Nanos,
+    #[serde(default)]
+    pub retries: u64,
 }
 
 /// The Engine API's `ConfigReference`: a config given to the task as a file.
