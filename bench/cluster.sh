@@ -7,12 +7,4 @@
 # removes everything it started, failure or not.
 # usage: bench/cluster.sh   (env: BENCH_WRITES=100 BENCH_THROUGHPUT_SECS=10
 #        BENCH_FAILOVER_TRIALS=3 BENCH_IDLE_SETTLE=30 BENCH_IDLE_WINDOW=60)
-set -euo pipefail
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
-TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
-
-"$ROOT/scripts/install-deps" >/dev/null
-cd "$ROOT"
-# Release, so that the figures are a deployed daemon's.
-cargo build -q --release -p covey
-COVEY_BIN=$TARGET/release/covey cargo bench -q -p covey-tests --bench cluster
+exec "$(dirname "$0")/harness-bench.sh" cluster

@@ -4,12 +4,4 @@
 # one run, and the latency of a name lookup from a task. The measuring is
 # tests/benches/network.rs (it reuses the test harness's network namespaces).
 # usage: bench/network.sh   (env: BENCH_SECONDS=5 BENCH_LOOKUPS=2000)
-set -euo pipefail
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
-TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
-
-"$ROOT/scripts/install-deps" >/dev/null
-cd "$ROOT"
-# Release, so that the figures are a deployed daemon's.
-cargo build -q --release -p covey
-COVEY_BIN=$TARGET/release/covey cargo bench -q -p covey-tests --bench network
+exec "$(dirname "$0")/harness-bench.sh" network

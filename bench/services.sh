@@ -7,12 +7,4 @@
 # The measuring is tests/benches/services.rs (it reuses the test harness's network); it
 # removes everything it started, failure or not.
 # usage: bench/services.sh   (env: BENCH_TRIALS=5 BENCH_TIMEOUT=120 BENCH_SETTLE_MS=1000)
-set -euo pipefail
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
-TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
-
-"$ROOT/scripts/install-deps" >/dev/null
-cd "$ROOT"
-# Release, so that the figures are a deployed daemon's.
-cargo build -q --release -p covey
-COVEY_BIN=$TARGET/release/covey cargo bench -q -p covey-tests --bench services
+exec "$(dirname "$0")/harness-bench.sh" services

@@ -22,10 +22,6 @@ use crate::manager::{ca, Manager};
 
 type Result<T> = std::result::Result<T, ApiError>;
 
-async fn manager(daemon: &Daemon) -> Result<Arc<Manager>> {
-    daemon.swarm.manager().await.map_err(ApiError::swarm)
-}
-
 /// The Engine API's `ConfigSpec` as a request carries it.
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "PascalCase", default)]
@@ -40,7 +36,7 @@ pub async fn list(
     State(daemon): State<Arc<Daemon>>,
     Query(q): Query<FiltersQuery>,
 ) -> Result<Json<Vec<Value>>> {
-    let manager = manager(&daemon).await?;
+    let manager = super::lookup::manager(&daemon).await?;
     let filters = Filters::parse(q.filters.as_deref(), &["id", "name", "names", "label"])?;
     let mut configs: Vec<Config> = manager
         .store
@@ -61,7 +57,7 @@ pub async fn inspect(
     State(daemon): State<Arc<Daemon>>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>> {
-    let manager = manager(&daemon).await?;
+    let manager = super::lookup::manager(&daemon).await?;
     Ok(Json(config_json(&find(&manager, &id)?)))
 }
 
@@ -69,7 +65,7 @@ pub async fn create(
     State(daemon): State<Arc<Daemon>>,
     body: axum::body::Bytes,
 ) -> Result<(StatusCode, Json<Value>)> {
-    let manager = manager(&daemon).await?;
+    let manager = super::lookup::manager(&daemon).await?;
     let req: SpecRequest = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request(format!("invalid config spec: {e}")))?;
     if req.templating.as_ref().is_some_and(|t| !t.is_null()) {
@@ -126,7 +122,7 @@ pub async fn update(
     Query(q): Query<UpdateQuery>,
     body: axum::body::Bytes,
 ) -> Result<StatusCode> {
-    let manager = manager(&daemon).await?;
+    let manager = super::lookup::manager(&daemon).await?;
     let mut config = find(&manager, &id)?;
     if q.version != Some(config.meta.version) {
         return Err(ApiError::bad_request(format!(
@@ -158,7 +154,7 @@ pub async fn remove(
     State(daemon): State<Arc<Daemon>>,
     Path(id): Path<String>,
 ) -> Result<StatusCode> {
-    let manager = manager(&daemon).await?;
+    let manager = super::lookup::manager(&daemon).await?;
     let config = find(&manager, &id)?;
     let users: Vec<String> = manager
         .store
@@ -215,7 +211,7 @@ fn config_json(c: &Config) -> Value {
 
 /// covey holds no secrets yet: the list is empty (as `stack rm` needs to see).
 pub async fn list_secrets(State(daemon): State<Arc<Daemon>>) -> Result<Json<Vec<Value>>> {
-    manager(&daemon).await?;
+    super::lookup::manager(&daemon).await?;
     Ok(Json(Vec::new()))
 }
 

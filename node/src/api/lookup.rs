@@ -1,11 +1,17 @@
 //! Finding a cluster object as the docker CLI lets users name it: by full id, by name, or
-//! by a unique id prefix.
+//! by a unique id prefix; and this node's manager, which holds them.
 
 use axum::http::StatusCode;
 
 use super::error::ApiError;
+use crate::daemon::Node as Daemon;
 use crate::manager::store::Object;
 use crate::manager::Manager;
+
+/// This node's manager, or the error the docker CLI expects from a node that is none.
+pub async fn manager(daemon: &Daemon) -> Result<std::sync::Arc<Manager>, ApiError> {
+    daemon.swarm.manager().await.map_err(ApiError::swarm)
+}
 
 /// The one `T` that `key` names; `what` names the kind in errors ("service", "network").
 pub fn find<T: Object>(

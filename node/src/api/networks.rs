@@ -82,7 +82,7 @@ pub async fn inspect(
     if let Some((name, driver)) = LOCAL.iter().find(|(n, _)| *n == id || local_id(n) == id) {
         return Ok(Json(local_json(name, driver)));
     }
-    let manager = manager(&daemon).await?;
+    let manager = super::lookup::manager(&daemon).await?;
     let network = find(&manager, &id)?;
     Ok(Json(network_json(&network, &Peers::read(&manager)?)))
 }
@@ -93,7 +93,7 @@ pub async fn create(
 ) -> Result<(StatusCode, Json<Value>)> {
     let spec: NetworkSpec = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request(format!("invalid network config: {e}")))?;
-    let manager = manager(&daemon).await?;
+    let manager = super::lookup::manager(&daemon).await?;
     let existing = manager.store.list::<Network>()?;
     let spec = validate(spec, &existing)?;
     let network = Network {
@@ -122,7 +122,7 @@ pub async fn remove(
             format!("{id} is a pre-defined network and cannot be removed"),
         ));
     }
-    let manager = manager(&daemon).await?;
+    let manager = super::lookup::manager(&daemon).await?;
     let network = find(&manager, &id)?;
     let services = manager.store.list::<Service>()?;
     if let Some(user) = users(&network, &services).first() {
@@ -139,7 +139,7 @@ pub async fn remove(
 }
 
 pub async fn prune(State(daemon): State<Arc<Daemon>>) -> Result<Json<Value>> {
-    let manager = manager(&daemon).await?;
+    let manager = super::lookup::manager(&daemon).await?;
     let services = manager.store.list::<Service>()?;
     let unused: Vec<Network> = manager
         .store
@@ -156,10 +156,6 @@ pub async fn prune(State(daemon): State<Arc<Daemon>>) -> Result<Json<Value>> {
     }
     let names: Vec<&str> = unused.iter().map(|n| n.spec.name.as_str()).collect();
     Ok(Json(json!({ "NetworksDeleted": names })))
-}
-
-async fn manager(daemon: &Daemon) -> Result<Arc<Manager>> {
-    daemon.swarm.manager().await.map_err(ApiError::swarm)
 }
 
 /// A network by id, name or unique id prefix.

@@ -19,7 +19,7 @@ use crate::manager::Manager;
 type Result<T> = std::result::Result<T, ApiError>;
 
 pub async fn list(State(daemon): State<Arc<Daemon>>) -> Result<Json<Vec<Value>>> {
-    let manager = daemon.swarm.manager().await.map_err(ApiError::swarm)?;
+    let manager = super::lookup::manager(&daemon).await?;
     let status = manager.raft.status();
     let mut nodes = manager.store.list::<Node>()?;
     nodes.sort_by(|a, b| {
@@ -42,7 +42,7 @@ pub async fn inspect(
     State(daemon): State<Arc<Daemon>>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>> {
-    let manager = daemon.swarm.manager().await.map_err(ApiError::swarm)?;
+    let manager = super::lookup::manager(&daemon).await?;
     let node = find(&manager, &id)?;
     Ok(Json(node_json(&node, &manager.raft.status())))
 }
@@ -67,7 +67,7 @@ pub async fn update(
     Query(q): Query<VersionQuery>,
     Json(spec): Json<NodeSpecRequest>,
 ) -> Result<()> {
-    let manager = daemon.swarm.manager().await.map_err(ApiError::swarm)?;
+    let manager = super::lookup::manager(&daemon).await?;
     let mut node = find(&manager, &id)?;
     if let Some(version) = q.version {
         node.meta.version = version;
@@ -146,7 +146,7 @@ pub async fn remove(
     Path(id): Path<String>,
     Query(q): Query<RemoveQuery>,
 ) -> Result<()> {
-    let manager = daemon.swarm.manager().await.map_err(ApiError::swarm)?;
+    let manager = super::lookup::manager(&daemon).await?;
     let node = find(&manager, &id)?;
     let force = matches!(q.force.as_deref(), Some("1" | "true" | "True"));
     if node.manager_status.is_some() {

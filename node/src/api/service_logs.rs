@@ -43,7 +43,7 @@ pub async fn task_logs(
     Path(id): Path<String>,
     Query(q): Query<LogsQuery>,
 ) -> Result<Response, ApiError> {
-    let manager = daemon.swarm.manager().await.map_err(ApiError::swarm)?;
+    let manager = super::lookup::manager(&daemon).await?;
     let task = find_task(&manager, &id)?;
     gather(&daemon, &task.service_id, Some(&task.id), q).await
 }
@@ -55,7 +55,7 @@ async fn gather(
     task: Option<&str>,
     q: LogsQuery,
 ) -> Result<Response, ApiError> {
-    let manager = daemon.swarm.manager().await.map_err(ApiError::swarm)?;
+    let manager = super::lookup::manager(daemon).await?;
     let service = find(&manager, id)?;
     let opts = read_options(&q)?;
     // Tasks that got as far as a container, grouped by the node that has it.

@@ -20,10 +20,6 @@ use crate::manager::{ca, Manager};
 
 type Result<T> = std::result::Result<T, ApiError>;
 
-async fn manager(daemon: &Daemon) -> Result<Arc<Manager>> {
-    daemon.swarm.manager().await.map_err(ApiError::swarm)
-}
-
 #[derive(Deserialize, Default)]
 #[serde(default)]
 pub struct ListQuery {
@@ -35,7 +31,7 @@ pub async fn list(
     State(daemon): State<Arc<Daemon>>,
     Query(q): Query<ListQuery>,
 ) -> Result<Json<Vec<Value>>> {
-    let manager = manager(&daemon).await?;
+    let manager = super::lookup::manager(&daemon).await?;
     let filters = Filters::parse(q.filters.as_deref(), &["id", "name", "label", "mode"])?;
     let tasks = counted_tasks(&manager)?;
     let mut services: Vec<Service> = manager
@@ -83,7 +79,7 @@ pub async fn inspect(
     Path(id): Path<String>,
     Query(_q): Query<InspectQuery>,
 ) -> Result<Json<Value>> {
-    let manager = manager(&daemon).await?;
+    let manager = super::lookup::manager(&daemon).await?;
     let service = find(&manager, &id)?;
     let tasks = counted_tasks(&manager)?;
     Ok(Json(service_json(&service, Some(&tasks))))
@@ -111,7 +107,7 @@ pub async fn create(
     State(daemon): State<Arc<Daemon>>,
     body: axum::body::Bytes,
 ) -> Result<(StatusCode, Json<Value>)> {
-    let manager = manager(&daemon).await?;
+    let manager = super::lookup::manager(&daemon).await?;
     let mut spec = parse_spec(&body)?;
     if spec.name.is_empty() {
         spec.name = generated_name(&manager)?;
@@ -165,7 +161,7 @@ pub async fn update(
     Query(q): Query<UpdateQuery>,
     body: axum::body::Bytes,
 ) -> Result<Json<Value>> {
-    let manager = manager(&daemon).await?;
+    let manager = super::lookup::manager(&daemon).await?;
     let mut service = find(&manager, &id)?;
     let version = q.version.ok_or_else(|| {
         ApiError::bad_request("invalid service version: the version parameter is required")
@@ -259,7 +255,7 @@ pub async fn remove(
     State(daemon): State<Arc<Daemon>>,
     Path(id): Path<String>,
 ) -> Result<StatusCode> {
-    let manager = manager(&daemon).await?;
+    let manager = super::lookup::manager(&daemon).await?;
     let service = find(&manager, &id)?;
     manager
         .store
@@ -535,7 +531,7 @@ pub async fn tasks(
     State(daemon): State<Arc<Daemon>>,
     Query(q): Query<TasksQuery>,
 ) -> Result<Json<Vec<Value>>> {
-    let manager = manager(&daemon).await?;
+    let manager = super::lookup::manager(&daemon).await?;
     let filters = Filters::parse(
         q.filters.as_deref(),
         &[
@@ -621,7 +617,7 @@ pub async fn task(
     State(daemon): State<Arc<Daemon>>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>> {
-    let manager = manager(&daemon).await?;
+    let manager = super::lookup::manager(&daemon).await?;
     Ok(Json(task_json(&find_task(&manager, &id)?)))
 }
 

@@ -80,7 +80,7 @@ pub async fn leave(State(node): State<Arc<Node>>, Query(q): Query<LeaveQuery>) -
 }
 
 pub async fn inspect(State(node): State<Arc<Node>>) -> Result<Json<Value>> {
-    let manager = node.swarm.manager().await.map_err(ApiError::swarm)?;
+    let manager = super::lookup::manager(&node).await?;
     let cluster = manager.cluster()?;
     Ok(Json(cluster_json(&cluster)))
 }
@@ -98,7 +98,7 @@ pub async fn update(
     Query(q): Query<UpdateQuery>,
     Json(spec): Json<Value>,
 ) -> Result<()> {
-    let manager = node.swarm.manager().await.map_err(ApiError::swarm)?;
+    let manager = super::lookup::manager(&node).await?;
     let mut cluster = manager.cluster()?;
     if let Some(version) = q.version {
         cluster.meta.version = version;

@@ -10,7 +10,7 @@ use futures_util::TryStreamExt as _;
 use ipnet::Ipv4Net;
 use rtnetlink::RouteMessageBuilder;
 
-use super::{links, netns, Error};
+use super::{links, netns, nft, Error};
 use crate::containers::reaper::Reaper;
 
 pub const BRIDGE: &str = "covey_gwbridge";
@@ -39,19 +39,17 @@ pub async fn ensure(reaper: &Reaper) -> Result<(), Error> {
     })
     .await?;
     if made {
-        let script = format!(
-            "table ip {TABLE} {{}}\ndelete table ip {TABLE}\ntable ip {TABLE} {{\n  chain postrouting {{\n    type nat hook postrouting priority srcnat; policy accept;\n    ip saddr {} oifname != \"{BRIDGE}\" masquerade\n    ip saddr 127.0.0.0/8 oifname \"{BRIDGE}\" masquerade\n  }}\n}}\n",
+        let masquerade = format!(
+            "    ip saddr {} oifname != \"{BRIDGE}\" masquerade\n    ip saddr 127.0.0.0/8 oifname \"{BRIDGE}\" masquerade\n",
             subnet()
         );
-        super::nft::apply_in(reaper, None, &script).await?;
+        let script = nft::replace_table(TABLE, &[("postrouting", nft::POSTROUTING, &masquerade)]);
+        nft::apply_in(reaper, None, &script).await?;
         // Forwarding out, and localhost's host-mode ports led to a task.
-        for key in [
-            "ipv4/ip_forward".to_string(),
+        netns::enable(&[
+            "ipv4/ip_forward".into(),
             format!("ipv4/conf/{BRIDGE}/route_localnet"),
-        ] {
-            std::fs::write(format!("/proc/sys/net/{key}"), "1")
-                .map_err(|e| Error::Io(format!("setting {key}: {e}")))?;
-        }
+        ])?;
     }
     Ok(())
 }
@@ -59,20 +57,10 @@ pub async fn ensure(reaper: &Reaper) -> Result<(), Error> {
 /// Takes the bridge and its rules down (the node left the swarm).
 pub async fn remove(reaper: &Reaper) -> Result<(), Error> {
     netns::run_in(None, |h| {
-        Box::pin(async move {
-            match links::index(&h, BRIDGE).await? {
-                Some(i) => links::del(&h, i).await,
-                None => Ok(()),
-            }
-        })
+        Box::pin(async move { links::remove(&h, BRIDGE).await })
     })
     .await?;
-    super::nft::apply_in(
-        reaper,
-        None,
-        &format!("table ip {TABLE} {{}}\ndelete table ip {TABLE}\n"),
-    )
-    .await
+    nft::apply_in(reaper, None, &nft::drop_table(TABLE)).await
 }
 
 /// The address of `eth` in the namespace at `ns`, if the interface is there.

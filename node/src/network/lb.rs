@@ -33,9 +33,7 @@ pub fn ruleset(services: &[ServiceRecord], networks: &[String]) -> String {
             );
         }
     }
-    format!(
-        "table ip {TABLE} {{}}\ndelete table ip {TABLE}\ntable ip {TABLE} {{\n  chain output {{\n    type nat hook output priority -100; policy accept;\n{rules}  }}\n}}\n"
-    )
+    super::nft::replace_table(TABLE, &[("output", super::nft::OUTPUT, &rules)])
 }
 
 #[cfg(test)]

@@ -72,6 +72,14 @@ pub async fn add_address(handle: &Handle, index: u32, address: Ipv4Net) -> Resul
     }
 }
 
+/// Removes the interface called `name`, if there is one.
+pub async fn remove(handle: &Handle, name: &str) -> Result<(), Error> {
+    match index(handle, name).await? {
+        Some(i) => del(handle, i).await,
+        None => Ok(()),
+    }
+}
+
 /// A VXLAN device for `vni` on UDP 4789, learning remote addresses, moved into the
 /// namespace open as `into` (it keeps its socket in this one, the underlay's).
 pub async fn vxlan(
@@ -81,9 +89,7 @@ pub async fn vxlan(
     mtu: u32,
     into: i32,
 ) -> Result<(), Error> {
-    if let Some(stale) = index(handle, name).await? {
-        del(handle, stale).await?;
-    }
+    remove(handle, name).await?;
     handle
         .link()
         .add(
@@ -102,9 +108,7 @@ pub async fn vxlan(
 /// A veth pair `a` <-> `b`.
 pub async fn veth(handle: &Handle, a: &str, b: &str, mtu: u32) -> Result<(), Error> {
     for stale in [a, b] {
-        if let Some(i) = index(handle, stale).await? {
-            del(handle, i).await?;
-        }
+        remove(handle, stale).await?;
     }
     handle
         .link()

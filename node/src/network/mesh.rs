@@ -9,7 +9,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use super::map::Published;
-use super::{links, netns, overlay, Error};
+use super::{links, netns, nft, overlay, Error};
 use crate::containers::reaper::Reaper;
 use crate::manager::objects::Attachment;
 
@@ -46,37 +46,24 @@ pub async fn connect(root: &Path, ingress: &Attachment) -> Result<(), Error> {
     }
     // The node forwards between its own addresses and the mesh; a connection to
     // 127.0.0.1:PORT leaves through the mesh too (masqueraded), as with Docker.
-    for (key, what) in [
-        ("ipv4/ip_forward".to_string(), "IPv4 forwarding"),
-        (
-            format!("ipv4/conf/{NODE_END}/route_localnet"),
-            "localhost on the mesh",
-        ),
-    ] {
-        std::fs::write(format!("/proc/sys/net/{key}"), "1")
-            .map_err(|e| Error::Io(format!("enabling {what}: {e}")))?;
-    }
-    Ok(())
+    netns::enable(&[
+        "ipv4/ip_forward".into(),
+        format!("ipv4/conf/{NODE_END}/route_localnet"),
+    ])
 }
 
 /// Removes the node's end of the mesh and its rules.
 pub async fn disconnect(reaper: &Reaper) -> Result<(), Error> {
     netns::run_in(None, |h| {
-        Box::pin(async move {
-            match links::index(&h, NODE_END).await? {
-                Some(i) => links::del(&h, i).await,
-                None => Ok(()),
-            }
-        })
+        Box::pin(async move { links::remove(&h, NODE_END).await })
     })
     .await?;
-    let drop = format!("table ip {TABLE} {{}}\ndelete table ip {TABLE}\n");
-    super::nft::apply_in(reaper, None, &drop).await
+    nft::apply_in(reaper, None, &nft::drop_table(TABLE)).await
 }
 
 /// Replaces the node's NAT rules with those for `ports`, in one nft transaction.
 pub async fn publish(reaper: &Reaper, ports: &[Published]) -> Result<(), Error> {
-    super::nft::apply_in(reaper, None, &ruleset(ports)).await
+    nft::apply_in(reaper, None, &ruleset(ports)).await
 }
 
 /// The nft script for `ports`: the table is made (if missing), dropped and made again in
@@ -100,8 +87,14 @@ pub fn ruleset(ports: &[Published]) -> String {
             target = p.target_port,
         );
     }
-    format!(
-        "table ip {TABLE} {{}}\ndelete table ip {TABLE}\ntable ip {TABLE} {{\n  chain prerouting {{\n    type nat hook prerouting priority dstnat; policy accept;\n{rules}  }}\n  chain output {{\n    type nat hook output priority -100; policy accept;\n{rules}  }}\n  chain postrouting {{\n    type nat hook postrouting priority srcnat; policy accept;\n    oifname \"{NODE_END}\" masquerade\n  }}\n}}\n"
+    let masquerade = format!("    oifname \"{NODE_END}\" masquerade\n");
+    nft::replace_table(
+        TABLE,
+        &[
+            ("prerouting", nft::PREROUTING, &rules),
+            ("output", nft::OUTPUT, &rules),
+            ("postrouting", nft::POSTROUTING, &masquerade),
+        ],
     )
 }
 
@@ -114,9 +107,8 @@ pub fn host_ruleset(
     )],
 ) -> String {
     const HOST_TABLE: &str = "covey-host";
-    let drop = format!("table ip {HOST_TABLE} {{}}\ndelete table ip {HOST_TABLE}\n");
     if ports.is_empty() {
-        return drop;
+        return nft::drop_table(HOST_TABLE);
     }
     let mut rules = String::new();
     for (p, addr) in ports {
@@ -128,8 +120,12 @@ pub fn host_ruleset(
             p.target_port
         );
     }
-    format!(
-        "{drop}table ip {HOST_TABLE} {{\n  chain prerouting {{\n    type nat hook prerouting priority dstnat; policy accept;\n{rules}  }}\n  chain output {{\n    type nat hook output priority -100; policy accept;\n{rules}  }}\n}}\n"
+    nft::replace_table(
+        HOST_TABLE,
+        &[
+            ("prerouting", nft::PREROUTING, &rules),
+            ("output", nft::OUTPUT, &rules),
+        ],
     )
 }
 

@@ -209,10 +209,16 @@ impl Networking {
     pub async fn apply(&self, map: NetworkMap) -> Result<(), Error> {
         let _plumbing = self.plumbing.lock().await;
         let mut applied = self.map.lock().await;
-        if let Some(ingress) = &map.ingress {
+        // Only what changed since the last map: each step is netlink or nft work. (A
+        // network's sandbox made later gets its peers when its first task attaches.)
+        if let Some(ingress) = map
+            .ingress
+            .as_ref()
+            .filter(|i| applied.ingress.as_ref() != Some(i))
+        {
             mesh::connect(&self.root, ingress).await?;
         }
-        for p in &map.peers {
+        for p in map.peers.iter().filter(|p| !applied.peers.contains(p)) {
             overlay::set_peers(&self.root, p.vni, p.nodes.clone()).await?;
         }
         if map.ingress.is_some()

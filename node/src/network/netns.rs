@@ -104,6 +104,16 @@ where
         .map_err(|_| Error::Io("the netlink thread ended early".into()))?
 }
 
+/// Turns on each of `keys` under /proc/sys/net (`ipv4/ip_forward`), in the daemon's own
+/// namespace.
+pub fn enable(keys: &[String]) -> Result<(), Error> {
+    for key in keys {
+        std::fs::write(format!("/proc/sys/net/{key}"), "1")
+            .map_err(|e| Error::Io(format!("setting net/{key}: {e}")))?;
+    }
+    Ok(())
+}
+
 /// An open namespace file, to move interfaces into it by descriptor.
 pub fn open(path: &Path) -> Result<std::fs::File, Error> {
     std::fs::File::open(path).map_err(|e| Error::Io(format!("opening {}: {e}", path.display())))

@@ -10,6 +10,28 @@ use std::process::{Command, Stdio};
 use super::Error;
 use crate::containers::reaper::Reaper;
 
+/// NAT chains' hooks, as covey's tables use them.
+pub const PREROUTING: &str = "type nat hook prerouting priority dstnat; policy accept;";
+pub const OUTPUT: &str = "type nat hook output priority -100; policy accept;";
+pub const POSTROUTING: &str = "type nat hook postrouting priority srcnat; policy accept;";
+
+/// A script that drops table `name` (made first if missing, so the drop cannot fail).
+pub fn drop_table(name: &str) -> String {
+    format!("table ip {name} {{}}\ndelete table ip {name}\n")
+}
+
+/// A script that replaces table `name` with `chains` (name, hook, rules: each rule a
+/// line of its own, indented), in one transaction: no packet sees half the rules.
+pub fn replace_table(name: &str, chains: &[(&str, &str, &str)]) -> String {
+    let mut script = drop_table(name);
+    script.push_str(&format!("table ip {name} {{\n"));
+    for (chain, hook, rules) in chains {
+        script.push_str(&format!("  chain {chain} {{\n    {hook}\n{rules}  }}\n"));
+    }
+    script.push_str("}\n");
+    script
+}
+
 /// Applies `script` in the namespace at `ns` (the daemon's own when `None`). The daemon
 /// is a subreaper that reaps every child, so the exit comes from `reaper`, not `wait`.
 pub async fn apply_in(reaper: &Reaper, ns: Option<&Path>, script: &str) -> Result<(), Error> {

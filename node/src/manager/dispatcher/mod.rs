@@ -1,7 +1,8 @@
 //! The dispatcher, on the leader: takes every node's heartbeats and marks a node Down
 //! when they stop, after swarmkit's. Heartbeats live in memory; only a change of a
 //! node's state or address is written, so an idle cluster writes nothing. Its other
-//! half ([`tasks`]) hands nodes their tasks and takes back their status.
+//! halves hand nodes their tasks and take back their status ([`tasks`]), and tell them
+//! of their networks ([`networks`]), each as a long poll ([`Dispatcher::long_poll`]).
 
 pub mod networks;
 pub mod tasks;
@@ -11,11 +12,12 @@ use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::watch;
 
 use super::objects::{Cluster, Node, NodeDescription, NodeState};
 use super::raft::RaftStatus;
-use super::store::{Action, Error, ErrorKind, Store};
+use super::store::{Action, Change, Error, ErrorKind, Store};
 
 /// Heartbeats missed before a node is Down: swarmkit's grace multiplier.
 const GRACE_PERIODS: u32 = 3;
@@ -31,6 +33,40 @@ impl Dispatcher {
         Dispatcher {
             store,
             seen: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// A long poll over the store: what `current` reads (with its digest) as soon as its
+    /// digest differs from `known`, read again after each change `relevant` says may
+    /// matter, or as it is after [`tasks::LONG_POLL`].
+    async fn long_poll<T>(
+        &self,
+        known: Option<&str>,
+        relevant: impl Fn(&Change) -> bool,
+        current: impl Fn() -> Result<(String, T), Error>,
+    ) -> Result<(String, T), Error> {
+        // Subscribed before reading, so a change between the two is not missed.
+        let mut events = self.store.watch();
+        let deadline = tokio::time::Instant::now() + tasks::LONG_POLL;
+        loop {
+            let (digest, value) = current()?;
+            if known != Some(digest.as_str()) {
+                return Ok((digest, value));
+            }
+            loop {
+                match tokio::time::timeout_at(deadline, events.recv()).await {
+                    Err(_) => return Ok((digest, value)),
+                    Ok(Ok(event)) => {
+                        if event.reset || event.changes.iter().any(&relevant) {
+                            break;
+                        }
+                    }
+                    Ok(Err(RecvError::Lagged(_))) => break,
+                    Ok(Err(RecvError::Closed)) => {
+                        return Err(Error::Unavailable("the store is closing".into()))
+                    }
+                }
+            }
         }
     }
 

@@ -5,9 +5,6 @@ use std::collections::{BTreeSet, HashMap};
 use std::hash::{Hash, Hasher};
 use std::net::Ipv4Addr;
 
-use tokio::sync::broadcast::error::RecvError;
-
-use super::tasks::LONG_POLL;
 use super::Dispatcher;
 use crate::manager::objects::service::PublishMode;
 use crate::manager::objects::Attachment;
@@ -17,47 +14,31 @@ use crate::network::map::{NetAddr, NetName, NetworkMap, Peers, Published, Servic
 
 impl Dispatcher {
     /// `node_id`'s network map, once it differs from the one named `known` (or after
-    /// [`LONG_POLL`]), with its digest.
+    /// [`super::tasks::LONG_POLL`]), with its digest.
     pub async fn network_map(
         &self,
         node_id: &str,
         known: Option<&str>,
     ) -> Result<(String, NetworkMap), Error> {
-        let mut events = self.store.watch();
-        let deadline = tokio::time::Instant::now() + LONG_POLL;
-        loop {
-            let map = map_for(
-                node_id,
-                &self.store.list::<Node>()?,
-                &self.store.list::<Service>()?,
-                &self.store.list::<Task>()?,
-            );
-            let digest = digest(&map);
-            if known != Some(digest.as_str()) {
-                return Ok((digest, map));
-            }
-            loop {
-                match tokio::time::timeout_at(deadline, events.recv()).await {
-                    Err(_) => return Ok((digest, map)),
-                    Ok(Ok(event)) => {
-                        if event.reset
-                            || event.changes.iter().any(|c| {
-                                matches!(
-                                    c.kind,
-                                    Kind::Task | Kind::Node | Kind::Service | Kind::Network
-                                )
-                            })
-                        {
-                            break;
-                        }
-                    }
-                    Ok(Err(RecvError::Lagged(_))) => break,
-                    Ok(Err(RecvError::Closed)) => {
-                        return Err(Error::Unavailable("the store is closing".into()))
-                    }
-                }
-            }
-        }
+        self.long_poll(
+            known,
+            |c| {
+                matches!(
+                    c.kind,
+                    Kind::Task | Kind::Node | Kind::Service | Kind::Network
+                )
+            },
+            || {
+                let map = map_for(
+                    node_id,
+                    &self.store.list::<Node>()?,
+                    &self.store.list::<Service>()?,
+                    &self.store.list::<Task>()?,
+                );
+                Ok((digest(&map), map))
+            },
+        )
+        .await
     }
 }
 

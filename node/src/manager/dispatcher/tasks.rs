@@ -6,8 +6,6 @@ use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
 use std::time::Duration;
 
-use tokio::sync::broadcast::error::RecvError;
-
 use super::Dispatcher;
 use crate::manager::objects::task::TaskConfig;
 use crate::manager::objects::{Config, Task, TaskState};
@@ -26,34 +24,15 @@ impl Dispatcher {
         node_id: &str,
         known: Option<&str>,
     ) -> Result<(String, Vec<Task>), Error> {
-        // Subscribed before reading, so a change between the two is not missed.
-        let mut events = self.store.watch();
-        let deadline = tokio::time::Instant::now() + LONG_POLL;
-        loop {
-            let tasks = self.tasks_of(node_id)?;
-            let digest = digest(&tasks);
-            if known != Some(digest.as_str()) {
-                return Ok((digest, tasks));
-            }
-            loop {
-                match tokio::time::timeout_at(deadline, events.recv()).await {
-                    Err(_) => return Ok((digest, tasks)),
-                    Ok(Ok(event)) => {
-                        let ours = event.reset
-                            || event.changes.iter().any(|c| {
-                                c.kind == Kind::Task && c.value["node_id"].as_str() == Some(node_id)
-                            });
-                        if ours {
-                            break;
-                        }
-                    }
-                    Ok(Err(RecvError::Lagged(_))) => break,
-                    Ok(Err(RecvError::Closed)) => {
-                        return Err(Error::Unavailable("the store is closing".into()))
-                    }
-                }
-            }
-        }
+        self.long_poll(
+            known,
+            |c| c.kind == Kind::Task && c.value["node_id"].as_str() == Some(node_id),
+            || {
+                let tasks = self.tasks_of(node_id)?;
+                Ok((digest(&tasks), tasks))
+            },
+        )
+        .await
     }
 
     /// A node's tasks: all placed on it, but those that ended and are not wanted again
