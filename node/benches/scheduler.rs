@@ -104,6 +104,7 @@ fn nodes(rng: &mut Rng) -> Vec<Node> {
                     engine_version: covey::VERSION.into(),
                     nano_cpus: 4 * CPU,
                     memory_bytes: if i % 2 == 0 { 4 * GIB } else { 8 * GIB },
+                    vxlan: true,
                 },
                 status: NodeStatus {
                     state,

@@ -28,6 +28,18 @@ pub struct FileConfig {
     pub tlscacert: Option<PathBuf>,
     pub tlscert: Option<PathBuf>,
     pub tlskey: Option<PathBuf>,
+    pub overlay_path: Option<OverlayPath>,
+}
+
+/// How the node carries overlay networks between nodes.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum OverlayPath {
+    /// Kernel VXLAN where the kernel has it, else QUIC.
+    #[default]
+    Auto,
+    /// QUIC for every network, as if the kernel had no VXLAN.
+    Quic,
 }
 
 /// The settings the daemon runs with, after flags are laid over the file.
@@ -42,6 +54,7 @@ pub struct DaemonConfig {
     pub tcp: Option<TcpHost>,
     pub insecure_registries: Vec<String>,
     pub debug: bool,
+    pub overlay_path: OverlayPath,
 }
 
 /// The API over TCP: the address, and the files that make it TLS with client
@@ -74,6 +87,7 @@ pub struct Flags {
     pub tlscacert: Option<PathBuf>,
     pub tlscert: Option<PathBuf>,
     pub tlskey: Option<PathBuf>,
+    pub overlay_path: Option<OverlayPath>,
 }
 
 impl DaemonConfig {
@@ -145,6 +159,7 @@ impl DaemonConfig {
             tcp,
             insecure_registries: insecure,
             debug: flags.debug || file.debug.unwrap_or(false),
+            overlay_path: flags.overlay_path.or(file.overlay_path).unwrap_or_default(),
         })
     }
 }

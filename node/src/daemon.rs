@@ -87,7 +87,9 @@ pub async fn run(config: DaemonConfig) -> anyhow::Result<()> {
     let networking = Arc::new(crate::network::Networking::new(
         &config.exec_root,
         containers.reaper(),
+        config.overlay_path,
     ));
+    networking.probe().await;
     let executor = crate::agent::executor::Executor::new(
         containers.clone(),
         images.clone(),

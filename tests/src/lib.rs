@@ -17,6 +17,7 @@ use anyhow::{bail, Context};
 pub mod bench;
 pub mod cluster;
 pub mod dockerd;
+pub mod overlay;
 pub mod services;
 pub mod swarm;
 

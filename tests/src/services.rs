@@ -18,13 +18,25 @@ pub fn swarm(prefix: &str, nodes: usize) -> (Swarm, Registry, String) {
 
 /// As [`swarm`], with only the first `joined` of the `nodes` in the swarm yet.
 pub fn swarm_of(prefix: &str, nodes: usize, joined: usize) -> (Swarm, Registry, String) {
+    swarm_with(prefix, nodes, joined, |_| Vec::new())
+}
+
+/// As [`swarm_of`], with more daemon arguments for each node `i` (1-based).
+pub fn swarm_with(
+    prefix: &str,
+    nodes: usize,
+    joined: usize,
+    extra: impl Fn(usize) -> Vec<String>,
+) -> (Swarm, Registry, String) {
     // The registry's port is chosen before the daemons start, so they can trust it.
     let port = crate::free_port();
-    let swarm = Swarm::start_with(prefix, nodes, |net: &Net| {
-        vec![
+    let swarm = Swarm::start_with_each(prefix, nodes, |net: &Net, i| {
+        let mut args = vec![
             "--insecure-registry".into(),
             format!("{}:{port}", net.switch_ip()),
-        ]
+        ];
+        args.extend(extra(i));
+        args
     });
     let registry = Registry::start_on_port(prefix, &swarm.net, port).expect("starting a registry");
     let image = registry

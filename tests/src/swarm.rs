@@ -20,11 +20,20 @@ impl Swarm {
 
     /// As `start`, each daemon with the arguments `args` gives for the network.
     pub fn start_with(prefix: &str, nodes: usize, args: impl Fn(&Net) -> Vec<String>) -> Swarm {
+        Swarm::start_with_each(prefix, nodes, |net, _| args(net))
+    }
+
+    /// As [`Swarm::start_with`], with daemon arguments for each node `i` (1-based).
+    pub fn start_with_each(
+        prefix: &str,
+        nodes: usize,
+        args: impl Fn(&Net, usize) -> Vec<String>,
+    ) -> Swarm {
         let net = Net::new(prefix, nodes).expect("making the network");
-        let args = args(&net);
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let daemons = (1..=nodes)
             .map(|i| {
+                let args = args(&net, i);
+                let args: Vec<&str> = args.iter().map(String::as_str).collect();
                 Daemon::start_in_netns(prefix, &net.node_ns(i), &args).expect("starting a daemon")
             })
             .collect();

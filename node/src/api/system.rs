@@ -54,7 +54,8 @@ pub async fn version(State(node): State<Arc<Node>>) -> impl IntoResponse {
 /// is said, so that `docker info` warns only of limits covey cannot set.
 pub async fn info(State(node): State<Arc<Node>>) -> impl IntoResponse {
     use crate::containers::Status;
-    let d = crate::swarm::describe();
+    // Whether the node has VXLAN is not one of `info`'s fields.
+    let d = crate::swarm::describe(true);
     let swarm = swarm_info(&node).await;
     let containers = node.containers.list(true);
     let count = |s: Status| containers.iter().filter(|c| c.status == s).count();

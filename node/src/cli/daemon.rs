@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use crate::config::{DaemonConfig, Flags};
+use crate::config::{DaemonConfig, Flags, OverlayPath};
 
 #[derive(Args)]
 pub struct DaemonArgs {
@@ -33,6 +33,10 @@ pub struct DaemonArgs {
     /// The daemon's TLS key.
     #[arg(long, value_name = "PEM")]
     tlskey: Option<PathBuf>,
+    /// How overlay networks travel between nodes: auto (kernel VXLAN where the kernel has
+    /// it, else QUIC) or quic (always, as if there were no VXLAN).
+    #[arg(long, value_enum, value_name = "PATH")]
+    overlay_path: Option<OverlayPath>,
 }
 
 pub async fn run(args: DaemonArgs, hosts: Vec<String>, debug: bool) -> anyhow::Result<()> {
@@ -47,6 +51,7 @@ pub async fn run(args: DaemonArgs, hosts: Vec<String>, debug: bool) -> anyhow::R
         tlscacert: args.tlscacert,
         tlscert: args.tlscert,
         tlskey: args.tlskey,
+        overlay_path: args.overlay_path,
     })?;
     crate::daemon::run(config).await
 }

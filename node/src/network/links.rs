@@ -105,6 +105,39 @@ pub async fn vxlan(
     move_to(handle, name, into, None).await
 }
 
+/// Whether a VXLAN device can be made here: makes one called `name` and removes it. Only
+/// "not supported" (no module) says no; other errors are errors.
+pub async fn try_vxlan(handle: &Handle, name: &str) -> Result<bool, Error> {
+    let made = handle
+        .link()
+        .add(LinkVxlan::new(name, 1).port(4789).build())
+        .execute()
+        .await;
+    match made {
+        Ok(()) => {
+            remove(handle, name).await?;
+            Ok(true)
+        }
+        Err(rtnetlink::Error::NetlinkError(e))
+            if [-libc::EOPNOTSUPP, -libc::EPROTONOSUPPORT].contains(&e.raw_code()) =>
+        {
+            Ok(false)
+        }
+        Err(e) => Err(nl(format!("making VXLAN {name}"))(e)),
+    }
+}
+
+/// Sets `name`'s MTU.
+pub async fn set_mtu(handle: &Handle, name: &str, mtu: u32) -> Result<(), Error> {
+    let i = must_index(handle, name).await?;
+    handle
+        .link()
+        .set(LinkUnspec::new_with_index(i).mtu(mtu).build())
+        .execute()
+        .await
+        .map_err(nl(format!("setting {name}'s MTU")))
+}
+
 /// A veth pair `a` <-> `b`.
 pub async fn veth(handle: &Handle, a: &str, b: &str, mtu: u32) -> Result<(), Error> {
     for stale in [a, b] {

@@ -47,10 +47,22 @@ pub struct NetName {
     pub name: String,
 }
 
+/// The other nodes on one network, and how its frames travel between nodes.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Peers {
     pub vni: u32,
-    pub nodes: Vec<Ipv4Addr>,
+    /// Over QUIC (`network::tunnel`) rather than kernel VXLAN: the network is encrypted,
+    /// or a node on it has no VXLAN. The same on every node of the network.
+    #[serde(default)]
+    pub quic: bool,
+    pub nodes: Vec<PeerNode>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct PeerNode {
+    pub id: String,
+    /// Its underlay address.
+    pub addr: Ipv4Addr,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -18,9 +18,9 @@ pub const NODE_END: &str = "cv-ingress";
 const SANDBOX_END: &str = "cvi-peer";
 const TABLE: &str = "covey-mesh";
 
-/// Connects the node to `ingress` at its address there, if it is not yet.
-pub async fn connect(root: &Path, ingress: &Attachment) -> Result<(), Error> {
-    let sandbox = overlay::ensure_sandbox(root, ingress).await?;
+/// Connects the node to `ingress` at its address there, with MTU `mtu`, if it is not yet.
+pub async fn connect(root: &Path, ingress: &Attachment, mtu: u32) -> Result<(), Error> {
+    let sandbox = overlay::ensure_sandbox(root, ingress, mtu).await?;
     let address = ingress.address;
     let present = netns::run_in(None, |h| {
         Box::pin(async move { Ok(links::index(&h, NODE_END).await?.is_some()) })
@@ -30,11 +30,9 @@ pub async fn connect(root: &Path, ingress: &Attachment) -> Result<(), Error> {
         let file = netns::open(&sandbox)?;
         netns::run_in(None, move |h| {
             Box::pin(async move {
-                links::veth(&h, NODE_END, SANDBOX_END, overlay::MTU).await?;
+                links::veth(&h, NODE_END, SANDBOX_END, mtu).await?;
                 links::move_to(&h, SANDBOX_END, netns::raw(&file), None).await?;
-                let i =
-                    links::set_mac_up(&h, NODE_END, links::mac_of(address.addr()), overlay::MTU)
-                        .await?;
+                let i = links::set_mac_up(&h, NODE_END, links::mac_of(address.addr()), mtu).await?;
                 links::add_address(&h, i, address).await
             })
         })

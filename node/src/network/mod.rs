@@ -1,7 +1,7 @@
 //! The node's data plane for overlay networks: namespaces, bridges, VXLAN and veths
-//! (`overlay`), the routing mesh (`mesh`), made from the tasks' attachments and the
-//! network map the leader sends (`map`). The manager side (addresses) is
-//! `manager/allocator`.
+//! (`overlay`), the QUIC data path (`tunnel`), the routing mesh (`mesh`), made from the
+//! tasks' attachments and the network map the leader sends (`map`). The manager side
+//! (addresses) is `manager/allocator`.
 
 pub mod dns;
 mod gateway;
@@ -12,17 +12,21 @@ mod mesh;
 mod netns;
 mod nft;
 mod overlay;
+pub mod tunnel;
 
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use tokio::sync::Mutex;
 
+use crate::config::OverlayPath;
 use crate::containers::reaper::Reaper;
 use crate::manager::objects::service::{PortConfig, PublishMode};
-use crate::manager::objects::Task;
+use crate::manager::objects::{Attachment, Task};
+use crate::transport::tls;
 use ipnet::Ipv4Net;
 use map::NetworkMap;
 
@@ -47,6 +51,11 @@ pub struct Networking {
     /// Held while namespaces and links are made or taken down: two tasks of one network
     /// starting at once would both make its sandbox. Taken before `map` and `tasks`.
     plumbing: Mutex<()>,
+    /// Whether this node carries overlays on kernel VXLAN ([`Networking::probe`]); if
+    /// not, its networks go over QUIC, on every node of them.
+    vxlan: AtomicBool,
+    overlay_path: OverlayPath,
+    tunnel: tunnel::Tunnel,
 }
 
 /// A task with a namespace of its own: its networks, its address on the gateway bridge,
@@ -68,7 +77,7 @@ impl Drop for TaskNet {
 }
 
 impl Networking {
-    pub fn new(exec_root: &Path, reaper: Arc<Reaper>) -> Networking {
+    pub fn new(exec_root: &Path, reaper: Arc<Reaper>, overlay_path: OverlayPath) -> Networking {
         Networking {
             root: exec_root.join("netns"),
             map: Mutex::default(),
@@ -76,6 +85,48 @@ impl Networking {
             tasks: Mutex::default(),
             reaper,
             plumbing: Mutex::default(),
+            vxlan: AtomicBool::new(overlay_path == OverlayPath::Auto),
+            overlay_path,
+            tunnel: tunnel::Tunnel::default(),
+        }
+    }
+
+    /// Finds out whether the kernel has VXLAN (unless told to go without).
+    pub async fn probe(&self) {
+        if self.overlay_path == OverlayPath::Quic {
+            tracing::info!("overlay networks reach this node over QUIC, as configured");
+            return;
+        }
+        let has = match overlay::kernel_has_vxlan(&self.root.join("probe")).await {
+            Ok(has) => has,
+            Err(e) => {
+                tracing::warn!("could not tell whether the kernel has VXLAN ({e}): using QUIC");
+                false
+            }
+        };
+        if !has {
+            tracing::info!("the kernel has no VXLAN: overlay networks reach this node over QUIC");
+        }
+        self.vxlan.store(has, Ordering::Relaxed);
+    }
+
+    pub fn vxlan(&self) -> bool {
+        self.vxlan.load(Ordering::Relaxed)
+    }
+
+    /// Gives the QUIC data path the node's certificate (when it joins, and after each
+    /// renewal).
+    pub fn set_identity(&self, ca_der: &[u8], identity: &tls::Identity) -> Result<(), Error> {
+        self.tunnel.set_identity(ca_der, identity)
+    }
+
+    /// The MTU of this node's interfaces on network `a`: QUIC's where the network surely
+    /// goes over QUIC (encrypted, or this node has no VXLAN).
+    fn mtu(&self, a: &Attachment) -> u32 {
+        if a.encrypted || !self.vxlan() {
+            overlay::QUIC_MTU
+        } else {
+            overlay::MTU
         }
     }
 
@@ -102,12 +153,12 @@ impl Networking {
         let ns = self.task_ns(&task.id);
         netns::create(&ns).await?;
         let key: String = task.id.chars().take(10).collect();
-        overlay::attach(&self.root, &ns, &key, &task.networks).await?;
+        overlay::attach(&self.root, &ns, &key, &task.networks, |a| self.mtu(a)).await?;
         // A network new on this node floods to its peers from the start.
         let map = self.map.lock().await;
         for a in &task.networks {
             if let Some(peers) = map.peers.iter().find(|p| p.vni == a.vni) {
-                overlay::set_peers(&self.root, a.vni, peers.nodes.clone()).await?;
+                overlay::set_peers(&self.root, &self.tunnel, peers).await?;
             }
         }
         let mut tasks = self.tasks.lock().await;
@@ -185,6 +236,8 @@ impl Networking {
         let _plumbing = self.plumbing.lock().await;
         let mut applied = self.map.lock().await;
         self.tasks.lock().await.clear();
+        // Before the namespaces go: a TAP device's descriptor holds its namespace.
+        self.tunnel.close();
         if let Ok(entries) = std::fs::read_dir(&self.root) {
             for e in entries.flatten() {
                 netns::remove(&e.path());
@@ -216,10 +269,10 @@ impl Networking {
             .as_ref()
             .filter(|i| applied.ingress.as_ref() != Some(i))
         {
-            mesh::connect(&self.root, ingress).await?;
+            mesh::connect(&self.root, ingress, self.mtu(ingress)).await?;
         }
         for p in map.peers.iter().filter(|p| !applied.peers.contains(p)) {
-            overlay::set_peers(&self.root, p.vni, p.nodes.clone()).await?;
+            overlay::set_peers(&self.root, &self.tunnel, p).await?;
         }
         if map.ingress.is_some()
             && (applied.published != map.published || applied.ingress.is_none())

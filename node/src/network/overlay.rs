@@ -1,18 +1,25 @@
 //! Overlay networks on a node, after libnetwork's overlay driver: each network has a
 //! namespace of its own (`ov-<vni>`) holding a bridge (`br0`, with the network's gateway
-//! address) and the network's VXLAN device; a task's namespace gets one veth per network,
-//! whose other end is on that bridge. Between nodes, the VXLAN device floods what it has
-//! not learnt to every peer node (see `links::flood_add`).
+//! address) and the network's way to other nodes, its uplink: a VXLAN device (`vx-<vni>`)
+//! that floods what it has not learnt to every peer node (see `links::flood_add`), or a
+//! TAP device (`tq-<vni>`) whose frames the QUIC data path carries (`tunnel`). A task's
+//! namespace gets one veth per network, whose other end is on that bridge.
 
 use std::path::{Path, PathBuf};
 
 use ipnet::Ipv4Net;
 
+use super::map::Peers;
+use super::tunnel::{Tap, Tunnel};
 use super::{links, netns, Error};
 use crate::manager::objects::Attachment;
 
-/// The overlay's MTU: a 1500-byte underlay less VXLAN's 50 bytes of headers.
+/// The overlay's MTU on VXLAN: a 1500-byte underlay less VXLAN's 50 bytes of headers.
 pub const MTU: u32 = 1450;
+/// The overlay's MTU on QUIC: what a QUIC datagram on a 1500-byte underlay holds once the
+/// path's MTU is found (about 1430 bytes), less the frame's headers, with room to spare.
+/// Longer frames (from a VXLAN node's 1450-byte tasks) still go, in two datagrams.
+pub const QUIC_MTU: u32 = 1380;
 const BRIDGE: &str = "br0";
 
 pub fn sandbox_path(root: &Path, vni: u32) -> PathBuf {
@@ -23,50 +30,39 @@ pub fn vxlan_name(vni: u32) -> String {
     format!("vx-{vni}")
 }
 
-/// The network's namespace, bridge and VXLAN device, made if missing.
-pub async fn ensure_sandbox(root: &Path, a: &Attachment) -> Result<PathBuf, Error> {
+/// The network's namespace and bridge, made if missing. Its uplink comes with the
+/// network map ([`set_peers`]).
+pub async fn ensure_sandbox(root: &Path, a: &Attachment, mtu: u32) -> Result<PathBuf, Error> {
     let path = sandbox_path(root, a.vni);
     netns::create(&path).await?;
     let gateway = Ipv4Net::new(a.gateway, a.subnet.prefix_len())
         .map_err(|e| Error::Io(format!("gateway of {}: {e}", a.name)))?;
-    let vni = a.vni;
-    let ns = path.clone();
-    let has_vxlan = netns::run_in(Some(ns.clone()), move |h| {
+    netns::run_in(Some(path.clone()), move |h| {
         Box::pin(async move {
             if links::index(&h, BRIDGE).await?.is_none() {
-                links::bridge(&h, BRIDGE, gateway, MTU).await?;
+                links::bridge(&h, BRIDGE, gateway, mtu).await?;
             }
-            Ok(links::index(&h, &vxlan_name(vni)).await?.is_some())
+            Ok(())
         })
     })
     .await?;
-    if !has_vxlan {
-        let file = netns::open(&path)?;
-        netns::run_in(None, move |h| {
-            Box::pin(async move {
-                links::vxlan(&h, &vxlan_name(vni), vni, MTU, netns::raw(&file)).await
-            })
-        })
-        .await?;
-        netns::run_in(Some(ns), move |h| {
-            Box::pin(async move { links::enslave(&h, &vxlan_name(vni), BRIDGE).await })
-        })
-        .await?;
-    }
     Ok(path)
 }
 
 /// Connects the namespace at `task_ns` to each of `attachments`' networks: `eth0`, `eth1`…
-/// in the order given, each with the task's address and a MAC made from it. Interfaces
-/// already there are kept, so this can run again after a daemon restart.
+/// in the order given, each with the task's address, a MAC made from it and the MTU
+/// `mtu` gives. Interfaces already there are kept, so this can run again after a daemon
+/// restart.
 pub async fn attach(
     root: &Path,
     task_ns: &Path,
     key: &str,
     attachments: &[Attachment],
+    mtu: impl Fn(&Attachment) -> u32,
 ) -> Result<(), Error> {
     for (i, a) in attachments.iter().enumerate() {
-        let sandbox = ensure_sandbox(root, a).await?;
+        let mtu = mtu(a);
+        let sandbox = ensure_sandbox(root, a, mtu).await?;
         let eth = format!("eth{i}");
         let task = task_ns.to_path_buf();
         let name = eth.clone();
@@ -85,7 +81,7 @@ pub async fn attach(
         let (o, n) = (outer.clone(), inner.clone());
         netns::run_in(None, move |h| {
             Box::pin(async move {
-                links::veth(&h, &o, &n, MTU).await?;
+                links::veth(&h, &o, &n, mtu).await?;
                 links::move_to(&h, &o, netns::raw(&sandbox_file), None).await?;
                 links::move_to(&h, &n, netns::raw(&task_file), Some(&eth)).await
             })
@@ -100,7 +96,7 @@ pub async fn attach(
         netns::run_in(Some(task), move |h| {
             Box::pin(async move {
                 let index =
-                    links::set_mac_up(&h, &name, links::mac_of(address.addr()), MTU).await?;
+                    links::set_mac_up(&h, &name, links::mac_of(address.addr()), mtu).await?;
                 links::add_address(&h, index, address).await
             })
         })
@@ -109,11 +105,54 @@ pub async fn attach(
     Ok(())
 }
 
-/// Makes the VXLAN device of network `vni` flood to exactly `peers`.
-pub async fn set_peers(root: &Path, vni: u32, peers: Vec<std::net::Ipv4Addr>) -> Result<(), Error> {
-    let path = sandbox_path(root, vni);
+/// Gives network `peers.vni`'s sandbox the uplink its map asks for (VXLAN or QUIC, the
+/// other taken away) and has it reach exactly `peers.nodes`. Nothing to do for a network
+/// with no sandbox here yet.
+pub async fn set_peers(root: &Path, tunnel: &Tunnel, peers: &Peers) -> Result<(), Error> {
+    let path = sandbox_path(root, peers.vni);
     if !netns::exists(&path) {
         return Ok(());
+    }
+    let vni = peers.vni;
+    if peers.quic {
+        if !tunnel.has(vni) {
+            netns::run_in(Some(path.clone()), move |h| {
+                Box::pin(async move { links::remove(&h, &vxlan_name(vni)).await })
+            })
+            .await?;
+            let tap = Tap::create_in(&path, &tap_name(vni)).await?;
+            netns::run_in(Some(path), move |h| {
+                Box::pin(async move {
+                    // The longest frame either path's tasks send.
+                    links::set_mtu(&h, &tap_name(vni), MTU).await?;
+                    links::enslave(&h, &tap_name(vni), BRIDGE).await
+                })
+            })
+            .await?;
+            tunnel.add(vni, tap);
+        }
+        let nodes: Vec<_> = peers.nodes.iter().map(|p| (p.id.clone(), p.addr)).collect();
+        tunnel.set_peers(vni, &nodes);
+        return Ok(());
+    }
+    tunnel.remove(vni);
+    let addrs: Vec<std::net::Ipv4Addr> = peers.nodes.iter().map(|p| p.addr).collect();
+    let has_vxlan = netns::run_in(Some(path.clone()), move |h| {
+        Box::pin(async move { Ok(links::index(&h, &vxlan_name(vni)).await?.is_some()) })
+    })
+    .await?;
+    if !has_vxlan {
+        let file = netns::open(&path)?;
+        netns::run_in(None, move |h| {
+            Box::pin(async move {
+                links::vxlan(&h, &vxlan_name(vni), vni, MTU, netns::raw(&file)).await
+            })
+        })
+        .await?;
+        netns::run_in(Some(path.clone()), move |h| {
+            Box::pin(async move { links::enslave(&h, &vxlan_name(vni), BRIDGE).await })
+        })
+        .await?;
     }
     netns::run_in(Some(path), move |h| {
         Box::pin(async move {
@@ -121,14 +160,30 @@ pub async fn set_peers(root: &Path, vni: u32, peers: Vec<std::net::Ipv4Addr>) ->
                 return Ok(());
             };
             let have = links::flood_list(&h, vx).await?;
-            for gone in have.iter().filter(|p| !peers.contains(p)) {
+            for gone in have.iter().filter(|p| !addrs.contains(p)) {
                 links::flood_del(&h, vx, *gone).await?;
             }
-            for new in peers.iter().filter(|p| !have.contains(p)) {
+            for new in addrs.iter().filter(|p| !have.contains(p)) {
                 links::flood_add(&h, vx, *new).await?;
             }
             Ok(())
         })
     })
     .await
+}
+
+pub fn tap_name(vni: u32) -> String {
+    format!("tq-{vni}")
+}
+
+/// Whether this kernel makes VXLAN devices: tried in a namespace made for the purpose at
+/// `scratch`, and taken down after. Raspberry Pi kernels have shipped without the module.
+pub async fn kernel_has_vxlan(scratch: &Path) -> Result<bool, Error> {
+    netns::create(scratch).await?;
+    let made = netns::run_in(Some(scratch.to_path_buf()), |h| {
+        Box::pin(async move { links::try_vxlan(&h, "vx-probe").await })
+    })
+    .await;
+    netns::remove(scratch);
+    made
 }

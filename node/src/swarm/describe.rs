@@ -2,7 +2,8 @@
 
 use crate::manager::objects::NodeDescription;
 
-pub fn describe() -> NodeDescription {
+/// `vxlan`: whether the node carries overlays on kernel VXLAN (`Networking::vxlan`).
+pub fn describe(vxlan: bool) -> NodeDescription {
     let hostname = nix::unistd::gethostname()
         .ok()
         .and_then(|h| h.into_string().ok())
@@ -17,6 +18,7 @@ pub fn describe() -> NodeDescription {
         engine_version: crate::VERSION.into(),
         nano_cpus: cpus * 1_000_000_000,
         memory_bytes: memory_bytes().unwrap_or(0),
+        vxlan,
     }
 }
 

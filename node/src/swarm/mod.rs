@@ -19,8 +19,8 @@ use crate::agent::executor::Executor;
 use crate::agent::Worker;
 use crate::manager::ca::{self, JoinToken, Role, RootCa, DEFAULT_CERT_VALIDITY};
 use crate::manager::objects::{
-    Availability, Cluster, ClusterSpec, JoinTokens, ManagerStatus, Network, Node, NodeSpec,
-    NodeState, NodeStatus,
+    Availability, Cluster, ClusterSpec, JoinTokens, ManagerStatus, Network, Node, NodeDescription,
+    NodeSpec, NodeState, NodeStatus,
 };
 use crate::manager::raft::{raft_id, Forward, Member};
 use crate::manager::rpc::{Request, Response};
@@ -211,18 +211,38 @@ impl Swarm {
     }
 
     fn start_agent(&self, state: &SwarmState, transport: &Transport) -> Agent {
+        if let Err(e) = self.certify_data_path() {
+            tracing::warn!("overlay networks over QUIC will not work on this node: {e:#}");
+        }
         let worker = self
             .executor
             .clone()
             .map(|exec| Worker::start(exec, &self.paths.dir.join("worker")));
         let agent = crate::agent::start(
             transport.clone(),
-            describe(),
+            self.describe(),
             state.managers.clone(),
             self.reports.clone(),
             worker.clone(),
         );
         (agent, worker)
+    }
+
+    /// What the node says of itself in its heartbeats.
+    fn describe(&self) -> NodeDescription {
+        describe(self.executor.as_ref().is_none_or(|e| e.network.vxlan()))
+    }
+
+    /// Gives the overlay's QUIC data path the node's certificate, as saved.
+    fn certify_data_path(&self) -> anyhow::Result<()> {
+        let Some(exec) = &self.executor else {
+            return Ok(());
+        };
+        let (cert_pem, key_pem, ca_pem) = self.paths.load_certs()?;
+        let ca = RootCa::from_pem(&ca_pem, None)?;
+        let identity = tls::Identity::from_pem(&cert_pem, &key_pem)?;
+        exec.network.set_identity(ca.cert_der(), &identity)?;
+        Ok(())
     }
 
     /// `swarm init`: a new cluster with this node its first manager.
@@ -309,7 +329,7 @@ impl Swarm {
                 labels: Default::default(),
             },
             role: Role::Manager,
-            description: describe(),
+            description: self.describe(),
             status: NodeStatus {
                 state: NodeState::Ready,
                 message: String::new(),
@@ -365,7 +385,7 @@ impl Swarm {
         let request = Request::Join {
             token: token.to_string(),
             csr: base64::engine::general_purpose::STANDARD.encode(csr),
-            description: describe(),
+            description: self.describe(),
             advertise_addr: advertise.clone(),
             node_id: None,
         };

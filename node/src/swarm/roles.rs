@@ -106,7 +106,7 @@ impl Swarm {
             Role::Worker => None,
         };
         active.transport.set_server_config(server);
-        Ok(())
+        self.certify_data_path()
     }
 
     /// `swarm join` on a node whose certificate expired while it was away: a new one
@@ -127,7 +127,7 @@ impl Swarm {
         let request = Request::Join {
             token: token.to_string(),
             csr: base64::engine::general_purpose::STANDARD.encode(csr),
-            description: super::describe(),
+            description: self.describe(),
             advertise_addr: active.state.advertise_addr.clone(),
             node_id: Some(active.state.node_id.clone()),
         };

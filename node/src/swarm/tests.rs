@@ -61,7 +61,7 @@ async fn calls_are_checked_against_the_callers_certificate() {
     )
     .expect("bind");
     let heartbeat = Request::Heartbeat {
-        description: super::describe(),
+        description: super::describe(true),
     };
     refused(
         call(&anonymous, addr, &heartbeat).await,
@@ -73,7 +73,7 @@ async fn calls_are_checked_against_the_callers_certificate() {
     let join = Request::Join {
         token: cluster.join_tokens.worker.clone(),
         csr: base64::engine::general_purpose::STANDARD.encode(csr),
-        description: super::describe(),
+        description: super::describe(true),
         advertise_addr: String::new(),
         node_id: None,
     };
@@ -137,7 +137,7 @@ async fn calls_are_checked_against_the_callers_certificate() {
     let join = Request::Join {
         token: bad,
         csr: base64::engine::general_purpose::STANDARD.encode(csr),
-        description: super::describe(),
+        description: super::describe(true),
         advertise_addr: String::new(),
         node_id: None,
     };

@@ -25,6 +25,8 @@ use crate::manager::ca::{CaDigest, NodeCertificate};
 
 /// The ALPN protocol of covey's node-to-node QUIC.
 pub const ALPN: &[u8] = b"covey/1";
+/// The ALPN protocol of the overlay's QUIC data path (`network::tunnel`).
+pub const DATA_ALPN: &[u8] = b"covey-data/1";
 
 /// Errors building TLS configurations.
 #[derive(Debug, thiserror::Error)]
@@ -136,6 +138,60 @@ pub fn server_config(ca_der: &[u8], identity: &Identity) -> Result<quinn::Server
     let mut config = quinn::ServerConfig::with_crypto(Arc::new(QuicServerConfig::try_from(tls)?));
     config.transport_config(transport_config());
     config.migration(false);
+    Ok(config)
+}
+
+/// The overlay data path's transport: datagrams only (Ethernet frames), no streams; MTU
+/// discovery up to a 1500-byte IPv4 underlay's UDP payload, so that most frames go whole.
+pub fn data_transport_config() -> Arc<quinn::TransportConfig> {
+    let mut transport = quinn::TransportConfig::default();
+    transport.keep_alive_interval(Some(Duration::from_secs(5)));
+    transport.max_idle_timeout(Some(quinn::IdleTimeout::from(quinn::VarInt::from_u32(
+        30_000,
+    ))));
+    transport.max_concurrent_bidi_streams(quinn::VarInt::from_u32(0));
+    transport.max_concurrent_uni_streams(quinn::VarInt::from_u32(0));
+    // About a round trip of frames at a few hundred Mb/s: past that, a queue only adds
+    // latency, and the oldest frames are dropped as a switch would.
+    transport.datagram_receive_buffer_size(Some(1 << 20));
+    transport.datagram_send_buffer_size(1 << 20);
+    let mut mtu = quinn::MtuDiscoveryConfig::default();
+    mtu.upper_bound(1472);
+    transport.mtu_discovery_config(Some(mtu));
+    Arc::new(transport)
+}
+
+/// The data path's server side: as [`server_config`], but a client certificate is
+/// required: frames come only from nodes of the cluster.
+pub fn data_server_config(ca_der: &[u8], identity: &Identity) -> Result<quinn::ServerConfig> {
+    let provider = provider();
+    let verifier = WebPkiClientVerifier::builder_with_provider(
+        Arc::new(root_store(ca_der)?),
+        provider.clone(),
+    )
+    .build()
+    .map_err(|e| Error::Verifier(e.to_string()))?;
+    let mut tls = rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(identity.certs.clone(), identity.key.clone_key())?;
+    tls.alpn_protocols = vec![DATA_ALPN.to_vec()];
+    let mut config = quinn::ServerConfig::with_crypto(Arc::new(QuicServerConfig::try_from(tls)?));
+    config.transport_config(data_transport_config());
+    config.migration(false);
+    Ok(config)
+}
+
+/// The data path's client side: connect with the peer's node id as the server name, so
+/// that only that node's certificate is taken.
+pub fn data_client_config(ca_der: &[u8], identity: &Identity) -> Result<quinn::ClientConfig> {
+    let mut tls = rustls::ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_root_certificates(root_store(ca_der)?)
+        .with_client_auth_cert(identity.certs.clone(), identity.key.clone_key())?;
+    tls.alpn_protocols = vec![DATA_ALPN.to_vec()];
+    let mut config = quinn::ClientConfig::new(Arc::new(QuicClientConfig::try_from(tls)?));
+    config.transport_config(data_transport_config());
     Ok(config)
 }
 

@@ -10,7 +10,9 @@ use crate::manager::objects::service::PublishMode;
 use crate::manager::objects::Attachment;
 use crate::manager::objects::{Node, NodeState, Service, Task, TaskState};
 use crate::manager::store::{Error, Kind};
-use crate::network::map::{NetAddr, NetName, NetworkMap, Peers, Published, ServiceRecord};
+use crate::network::map::{
+    NetAddr, NetName, NetworkMap, PeerNode, Peers, Published, ServiceRecord,
+};
 
 impl Dispatcher {
     /// `node_id`'s network map, once it differs from the one named `known` (or after
@@ -58,11 +60,20 @@ pub fn map_for(node_id: &str, nodes: &[Node], services: &[Service], tasks: &[Tas
             && !down.contains(t.node_id.as_str())
     };
     let mut members: HashMap<u32, BTreeSet<&str>> = HashMap::new();
+    let mut encrypted: BTreeSet<u32> = BTreeSet::new();
     for t in tasks.iter().filter(live) {
         for a in &t.networks {
             members.entry(a.vni).or_default().insert(&t.node_id);
+            if a.encrypted {
+                encrypted.insert(a.vni);
+            }
         }
     }
+    let no_vxlan: BTreeSet<&str> = nodes
+        .iter()
+        .filter(|n| !n.description.vxlan)
+        .map(|n| n.id.as_str())
+        .collect();
     let ingress = nodes
         .iter()
         .find(|n| n.id == node_id)
@@ -83,14 +94,24 @@ pub fn map_for(node_id: &str, nodes: &[Node], services: &[Service], tasks: &[Tas
         .into_iter()
         .filter(|(_, m)| m.contains(node_id))
         .map(|(vni, m)| {
-            let mut others: Vec<Ipv4Addr> = m
+            // One path for the whole network, so every node of it agrees.
+            let quic = encrypted.contains(&vni) || m.iter().any(|n| no_vxlan.contains(n));
+            let mut others: Vec<PeerNode> = m
                 .into_iter()
                 .filter(|n| *n != node_id)
-                .filter_map(|n| addr.get(n).copied())
+                .filter_map(|n| {
+                    Some(PeerNode {
+                        id: n.to_string(),
+                        addr: *addr.get(n)?,
+                    })
+                })
                 .collect();
-            others.sort();
-            others.dedup();
-            Peers { vni, nodes: others }
+            others.sort_by_key(|p| p.addr);
+            Peers {
+                vni,
+                quic,
+                nodes: others,
+            }
         })
         .collect();
     peers.sort_by_key(|p| p.vni);
@@ -312,7 +333,7 @@ mod tests {
         let peers: Vec<(u32, Vec<String>)> = map
             .peers
             .iter()
-            .map(|p| (p.vni, p.nodes.iter().map(|n| n.to_string()).collect()))
+            .map(|p| (p.vni, p.nodes.iter().map(|n| n.addr.to_string()).collect()))
             .collect();
         // Node c is Down: not a peer, and its task is no backend.
         assert_eq!(
@@ -329,8 +350,40 @@ mod tests {
             map.published[0].backends,
             ["10.0.0.9".parse::<Ipv4Addr>().unwrap()]
         );
+        assert!(map.peers.iter().all(|p| !p.quic));
         // A node on no network of the service's still gets the mesh.
         let map_b = map_for("b", &nodes, &[], &tasks);
         assert_eq!(map_b.peers.len(), 2);
+        assert_eq!(map_b.peers[0].nodes[0].id, "a");
+    }
+
+    #[test]
+    fn a_network_goes_over_quic_when_encrypted_or_when_a_node_of_it_has_no_vxlan() {
+        let mut nodes = vec![
+            node("a", "192.168.1.1", "10.0.0.2"),
+            node("b", "192.168.1.2", "10.0.0.3"),
+            node("c", "192.168.1.3", "10.0.0.4"),
+        ];
+        nodes[2].description.vxlan = false;
+        let mut secret = attachment(4099, "10.2.0.5", false);
+        secret.encrypted = true;
+        let tasks = vec![
+            task(
+                "t1",
+                "a",
+                TaskState::Running,
+                vec![attachment(4098, "10.1.0.5", false), secret.clone()],
+            ),
+            task(
+                "t2",
+                "b",
+                TaskState::Running,
+                vec![attachment(4098, "10.1.0.6", false), secret],
+            ),
+        ];
+        let map = map_for("a", &nodes, &[], &tasks);
+        let quic: Vec<(u32, bool)> = map.peers.iter().map(|p| (p.vni, p.quic)).collect();
+        // The mesh reaches node c, which has no VXLAN; 4098 is on a and b only.
+        assert_eq!(quic, [(4097, true), (4098, false), (4099, true)]);
     }
 }

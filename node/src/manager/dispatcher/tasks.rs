@@ -35,8 +35,9 @@ impl Dispatcher {
         .await
     }
 
-    /// A node's tasks: all placed on it, but those that ended and are not wanted again
-    /// (their containers can go).
+    /// A node's tasks: all assigned to it, but those that ended and are not wanted again
+    /// (their containers can go). Not a global task that names its node but has not yet
+    /// passed the allocator (its addresses) and the scheduler's check.
     fn tasks_of(&self, node_id: &str) -> Result<Vec<Task>, Error> {
         let mut tasks: Vec<Task> = self
             .store
@@ -44,6 +45,7 @@ impl Dispatcher {
             .into_iter()
             .filter(|t| {
                 t.node_id == node_id
+                    && t.status.state >= TaskState::Assigned
                     && !(t.status.state.is_terminal() && t.desired_state > TaskState::Running)
             })
             .collect();

@@ -75,6 +75,13 @@ pub struct NodeDescription {
     pub engine_version: String,
     pub nano_cpus: i64,
     pub memory_bytes: i64,
+    /// Whether its kernel has VXLAN for overlay networks (else they reach it over QUIC).
+    #[serde(default = "yes")]
+    pub vxlan: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -140,6 +147,7 @@ impl Node {
                 engine_version: String::new(),
                 nano_cpus: 4_000_000_000,
                 memory_bytes: 8 << 30,
+                vxlan: true,
             },
             status: NodeStatus {
                 state: NodeState::Ready,
