@@ -1,8 +1,9 @@
 //! The networking issue's figures (a benchmark, never a test; `bench/network.sh` runs it
 //! as root): throughput and round-trip time between two tasks on an overlay network on
-//! two nodes (covey's kernel VXLAN path), against the same between the two nodes' own
-//! namespaces over the bare veth pairs and bridge that join them, in one run; and the
-//! latency of a name lookup from a task through its resolver at 127.0.0.11.
+//! two nodes, over both of covey's paths (kernel VXLAN, and QUIC datagrams: an
+//! `--opt encrypted` network), against the same between the two nodes' own namespaces
+//! over the bare veth pairs and bridge that join them, in one run; and the latency of a
+//! name lookup from a task through its resolver at 127.0.0.11.
 //!
 //! Layout: the test harness's two-node [`Net`] (each node a network namespace with a veth
 //! to a bridge), a covey swarm on it with a registry holding busybox, an overlay network,
@@ -40,7 +41,21 @@ fn run() -> anyhow::Result<()> {
     let (swarm, _registry, image) = swarm("netbench", 2);
     let node1 = swarm.node(1);
     node1.covey_ok(&["network", "create", "-d", "overlay", "bench"]);
-    for (name, i) in [("a", 1), ("b", 2)] {
+    node1.covey_ok(&[
+        "network",
+        "create",
+        "-d",
+        "overlay",
+        "--opt",
+        "encrypted",
+        "sealed",
+    ]);
+    for (name, i, network) in [
+        ("a", 1, "bench"),
+        ("b", 2, "bench"),
+        ("c", 1, "sealed"),
+        ("d", 2, "sealed"),
+    ] {
         let id = swarm.id_of(1, i).context("node id")?;
         node1.covey_ok(&[
             "service",
@@ -49,7 +64,7 @@ fn run() -> anyhow::Result<()> {
             "--name",
             name,
             "--network",
-            "bench",
+            network,
             "--constraint",
             &format!("node.id=={id}"),
             &image,
@@ -57,10 +72,13 @@ fn run() -> anyhow::Result<()> {
             "1d",
         ]);
     }
-    wait_running(&swarm, "a", 1);
-    wait_running(&swarm, "b", 1);
+    for name in ["a", "b", "c", "d"] {
+        wait_running(&swarm, name, 1);
+    }
     let (ns_a, _) = task_netns(&swarm, "a", 1)?;
     let (ns_b, addr_b) = task_netns(&swarm, "b", 2)?;
+    let (ns_c, _) = task_netns(&swarm, "c", 1)?;
+    let (ns_d, addr_d) = task_netns(&swarm, "d", 2)?;
     let underlay_b = swarm.net.node_ip(2).to_string();
     let node_ns = |i: usize| PathBuf::from(format!("/run/netns/{}", swarm.net.node_ns(i)));
 
@@ -68,38 +86,44 @@ fn run() -> anyhow::Result<()> {
         "covey networking, 2 nodes (network namespaces on one machine), {seconds} s per iperf3 run"
     );
     println!(
-        "{:<34} {:>14} {:>14} {:>8}",
-        "", "overlay", "bare veth", "ratio"
+        "{:<34} {:>14} {:>14} {:>14} {:>7} {:>7}",
+        "", "VXLAN", "QUIC", "bare veth", "VXLAN/", "QUIC/"
     );
-    let over = iperf(&ns_a, &ns_b, &addr_b, seconds)?;
+    let vxlan = iperf(&ns_a, &ns_b, &addr_b, seconds)?;
+    let quic = iperf(&ns_c, &ns_d, &addr_d, seconds)?;
     let bare = iperf(&node_ns(1), &node_ns(2), &underlay_b, seconds)?;
     println!(
-        "{:<34} {:>9.2} Gb/s {:>9.2} Gb/s {:>8.2}",
+        "{:<34} {:>9.2} Gb/s {:>9.2} Gb/s {:>9.2} Gb/s {:>7.2} {:>7.2}",
         "TCP throughput (iperf3)",
-        over / 1e9,
+        vxlan / 1e9,
+        quic / 1e9,
         bare / 1e9,
-        over / bare
+        vxlan / bare,
+        quic / bare
     );
-    let over_rtt = ping(&ns_a, &addr_b)?;
+    let vxlan_rtt = ping(&ns_a, &addr_b)?;
+    let quic_rtt = ping(&ns_c, &addr_d)?;
     let bare_rtt = ping(&node_ns(1), &underlay_b)?;
     println!(
-        "{:<34} {:>11.1} µs {:>11.1} µs {:>8.2}",
+        "{:<34} {:>11.1} µs {:>11.1} µs {:>11.1} µs {:>7.2} {:>7.2}",
         "round trip (ping, average of 200)",
-        over_rtt,
+        vxlan_rtt,
+        quic_rtt,
         bare_rtt,
-        over_rtt / bare_rtt
+        vxlan_rtt / bare_rtt,
+        quic_rtt / bare_rtt
     );
     println!(
-        "{:<34} {:>11.1} µs",
+        "{:<34} {:>11.1} µs {:>11.1} µs",
         "added latency (one way)",
-        (over_rtt - bare_rtt) / 2.0
+        (vxlan_rtt - bare_rtt) / 2.0,
+        (quic_rtt - bare_rtt) / 2.0
     );
     let (med, p99) = lookup_latency(&ns_a, "b", lookups)?;
     println!(
         "{:<34} {:>11.1} µs   (p99 {:.1} µs, {lookups} lookups of a service name)",
         "DNS lookup from a task (median)", med, p99
     );
-    println!("the userspace QUIC path (no VXLAN, --opt encrypted) is not built yet: no figures");
     Ok(())
 }
 

@@ -256,3 +256,119 @@ fn tasks_reach_out_and_host_mode_ports_answer_where_tasks_run() {
         "a node with no task of the service answered its host-mode port"
     );
 }
+
+#[test]
+fn after_a_power_cut_with_no_manager_tasks_find_their_overlay_peers_again() {
+    let (mut swarm, _registry, image) = swarm("ovboot", 3);
+    let node1 = swarm.node(1);
+    node1.covey_ok(&["network", "create", "-d", "overlay", "edge"]);
+    node1.covey_ok(&[
+        "service",
+        "create",
+        "-d",
+        "--name",
+        "peer",
+        "--mode",
+        "global",
+        "--network",
+        "edge",
+        "--constraint",
+        "node.role==worker",
+        &image,
+        "sh",
+        "-c",
+        WEB,
+    ]);
+    wait_running(&swarm, "peer", 2);
+    let on3 = container_of(&swarm, 3, "peer");
+    let host3 = stdout(&swarm.node(3).docker(&["exec", &on3, "hostname"]))
+        .trim()
+        .to_string();
+    let addrs = addresses(&swarm, "peer", "edge");
+    assert_eq!(addrs.len(), 2, "{addrs:?}");
+    let on2 = container_of(&swarm, 2, "peer");
+    eventually(
+        "node 2 reaching node 3's task",
+        Duration::from_secs(20),
+        || {
+            addrs
+                .iter()
+                .find(|a| fetch_from(&swarm, 2, &on2, a, 80).as_deref() == Some(host3.as_str()))
+        },
+    );
+
+    // The manager goes; then node 2 loses power: its daemon, helper and containers die,
+    // and what lived in /run (the overlay's namespaces and devices) is gone.
+    swarm.daemons[0].crash();
+    let daemon = swarm.daemons[1].pid().expect("node 2's daemon").to_string();
+    let helpers = std::process::Command::new("pgrep")
+        .args(["-P", &daemon])
+        .output()
+        .expect("pgrep");
+    let mut victims: Vec<String> = containers_on(&swarm, 2, "peer")
+        .iter()
+        .map(|c| {
+            stdout(
+                &swarm
+                    .node(2)
+                    .docker(&["inspect", "-f", "{{.State.Pid}}", c]),
+            )
+            .trim()
+            .to_string()
+        })
+        .collect();
+    swarm.daemons[1].crash();
+    victims.extend(
+        String::from_utf8_lossy(&helpers.stdout)
+            .split_whitespace()
+            .map(str::to_string),
+    );
+    let _ = std::process::Command::new("kill")
+        .arg("-9")
+        .args(&victims)
+        .status();
+    let netns = swarm.node(2).root.path().join("run/netns");
+    for entry in std::fs::read_dir(&netns)
+        .expect("node 2's namespaces")
+        .flatten()
+    {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(entry.path())
+            .status();
+        let _ = std::fs::remove_file(entry.path());
+    }
+
+    // Back up with no manager: its task runs again and reaches node 3's, by address and
+    // through the service's name, from the network map it kept.
+    swarm.daemons[1].start_again().expect("restarting node 2");
+    let again = eventually(
+        "node 2's task running again, offline",
+        Duration::from_secs(60),
+        || {
+            containers_on(&swarm, 2, "peer").into_iter().find(|c| {
+                let pid = stdout(
+                    &swarm
+                        .node(2)
+                        .docker(&["inspect", "-f", "{{.State.Pid}}", c]),
+                );
+                let pid = pid.trim();
+                pid != "0" && !pid.is_empty() && !victims.iter().any(|v| v == pid)
+            })
+        },
+    );
+    eventually(
+        "node 2's restarted task reaching node 3's, offline",
+        Duration::from_secs(30),
+        || {
+            addrs
+                .iter()
+                .find(|a| fetch_from(&swarm, 2, &again, a, 80).as_deref() == Some(host3.as_str()))
+        },
+    );
+    eventually(
+        "the service's name, offline",
+        Duration::from_secs(30),
+        || fetch_from(&swarm, 2, &again, "peer", 80),
+    );
+}

@@ -187,7 +187,7 @@ pub fn start(
                 tokio::join!(
                     beats,
                     assignments(managers.clone(), worker.clone()),
-                    network_map(managers.clone(), worker.networking()),
+                    network_map(managers.clone(), worker.clone()),
                     worker.reporter.run(managers.clone()),
                     logs::serve(managers.clone(), worker.containers())
                 );
@@ -259,8 +259,16 @@ async fn assignments(managers: Managers, worker: Arc<Worker>) {
 }
 
 /// Takes the node's network map from the dispatcher, a long poll at a time, and makes the
-/// node's data plane match it. One it could not apply is asked for again.
-async fn network_map(managers: Managers, networking: Arc<crate::network::Networking>) {
+/// node's data plane match it. One it could not apply is asked for again. Starts from the
+/// map kept at the last change, so that with no manager to ask the node's tasks still
+/// reach their peers.
+async fn network_map(managers: Managers, worker: Arc<Worker>) {
+    let networking = worker.networking();
+    if let Some(saved) = worker.saved_network_map() {
+        if let Err(e) = networking.apply(saved).await {
+            tracing::warn!("agent: the saved network map: {e}");
+        }
+    }
     let mut known: Option<String> = None;
     loop {
         let request = Request::NetworkMap {
@@ -270,14 +278,22 @@ async fn network_map(managers: Managers, networking: Arc<crate::network::Network
             .call_leader(&request, LONG_POLL + Duration::from_secs(10))
             .await
         {
-            Ok(Response::NetworkMap { digest, map }) => match networking.apply(*map).await {
-                Ok(()) => known = Some(digest),
-                Err(e) => {
-                    tracing::warn!("agent: network map: {e}");
-                    known = None;
-                    tokio::time::sleep(Duration::from_secs(1)).await;
+            Ok(Response::NetworkMap { digest, map }) => {
+                match networking.apply((*map).clone()).await {
+                    Ok(()) => {
+                        // The poll also answers, unchanged, when it times out: not a write.
+                        if known.as_deref() != Some(digest.as_str()) {
+                            worker.save_network_map(&map);
+                        }
+                        known = Some(digest);
+                    }
+                    Err(e) => {
+                        tracing::warn!("agent: network map: {e}");
+                        known = None;
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
                 }
-            },
+            }
             other => {
                 tracing::debug!("agent: network map: {other:?}");
                 tokio::time::sleep(Duration::from_secs(1)).await;

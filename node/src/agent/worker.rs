@@ -14,6 +14,7 @@ use super::executor::{self, Executor};
 use super::reporter::Reporter;
 use super::Contact;
 use crate::manager::objects::{Task, TaskState};
+use crate::network::map::NetworkMap;
 
 pub struct Worker {
     exec: Executor,
@@ -21,6 +22,9 @@ pub struct Worker {
     pub contact: Arc<Contact>,
     /// `tasks.json`: the last assignments.
     file: PathBuf,
+    /// `network-map.json`: the last network map, so that after a reboot with no manager
+    /// reachable the tasks find their peers, names and VIPs again.
+    map_file: PathBuf,
     controllers: Mutex<HashMap<String, Controller>>,
     /// What the file holds, to write it only when the set itself changes (not on every
     /// status report: SD cards wear).
@@ -41,6 +45,7 @@ impl Worker {
             reporter: Arc::new(Reporter::default()),
             contact: Arc::new(Contact::default()),
             file,
+            map_file: dir.join("network-map.json"),
             controllers: Mutex::new(HashMap::new()),
             saved: Mutex::new(Vec::new()),
         });
@@ -144,20 +149,40 @@ impl Worker {
             Err(e) => tracing::warn!("agent: saving {}: {e}", self.file.display()),
         }
     }
+
+    /// Keeps `map`, applied, for the next start. Called only when the map changed (an
+    /// idle cluster's does not).
+    pub fn save_network_map(&self, map: &NetworkMap) {
+        if let Err(e) = write_atomic(&self.map_file, map) {
+            tracing::warn!("agent: saving {}: {e}", self.map_file.display());
+        }
+    }
+
+    /// The network map last applied, if one was kept.
+    pub fn saved_network_map(&self) -> Option<NetworkMap> {
+        let bytes = std::fs::read(&self.map_file).ok()?;
+        match serde_json::from_slice(&bytes) {
+            Ok(map) => Some(map),
+            Err(e) => {
+                tracing::warn!("agent: unreadable {}: {e}", self.map_file.display());
+                None
+            }
+        }
+    }
 }
 
-fn write_atomic(file: &Path, tasks: &[Task]) -> std::io::Result<()> {
+fn write_atomic<T: serde::Serialize + ?Sized>(file: &Path, value: &T) -> std::io::Result<()> {
     if let Some(dir) = file.parent() {
         std::fs::create_dir_all(dir)?;
     }
     let tmp = file.with_extension("json.tmp");
-    let bytes = serde_json::to_vec(tasks).map_err(std::io::Error::other)?;
+    let bytes = serde_json::to_vec(value).map_err(std::io::Error::other)?;
     {
         use std::io::Write;
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(&bytes)?;
-        // A power cut must leave the old set or the new one: this file is what brings
-        // the tasks back up.
+        // A power cut must leave the old file or the new one: it is what brings the
+        // tasks back up.
         f.sync_all()?;
     }
     std::fs::rename(&tmp, file)
