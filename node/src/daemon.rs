@@ -19,6 +19,7 @@ pub struct Node {
     pub images: Arc<ImageService>,
     pub containers: Arc<Containers>,
     pub swarm: Arc<Swarm>,
+    pub volumes: Arc<crate::volumes::Volumes>,
     /// What `docker events` shows: this node's and, on a manager, the swarm's.
     pub events: Arc<Events>,
 }
@@ -90,10 +91,13 @@ pub async fn run(config: DaemonConfig) -> anyhow::Result<()> {
         config.overlay_path,
     ));
     networking.probe().await;
+    let volumes =
+        Arc::new(crate::volumes::Volumes::open(&config.data_root).context("opening the volumes")?);
     let executor = crate::agent::executor::Executor::new(
         containers.clone(),
         images.clone(),
         networking,
+        volumes.clone(),
         config.exec_root.join("configs"),
     );
     let swarm = Swarm::open(&config.data_root, Some(executor), events.clone())
@@ -130,6 +134,7 @@ pub async fn run(config: DaemonConfig) -> anyhow::Result<()> {
         images,
         containers,
         swarm: swarm.clone(),
+        volumes,
         events,
     });
     tracing::info!(socket = %socket.display(), "API listening");

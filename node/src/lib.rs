@@ -28,6 +28,7 @@ pub mod network;
 pub mod swarm;
 pub mod transport;
 pub mod units;
+pub mod volumes;
 
 /// covey's version, as `/version` and `covey version` report it.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -21,6 +21,7 @@ use crate::manager::objects::service::TaskSpec;
 use crate::manager::objects::{Task, TaskState, TaskStatus};
 use crate::manager::store::now_secs;
 use crate::network::Networking;
+use crate::volumes::Volumes;
 
 /// What a task's controller needs of the node.
 #[derive(Clone)]
@@ -31,6 +32,8 @@ pub struct Executor {
     /// at once, and the first pull serves them all.
     pub pulling: Arc<std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
     pub network: Arc<Networking>,
+    /// The node's named volumes, made on a mount's first use.
+    pub volumes: Arc<Volumes>,
     /// Where tasks' configs are written as files (`<exec-root>/configs`, tmpfs on most
     /// systems), one directory per task.
     pub files: PathBuf,
@@ -41,6 +44,7 @@ impl Executor {
         containers: Arc<Containers>,
         images: Arc<ImageService>,
         network: Arc<Networking>,
+        volumes: Arc<Volumes>,
         files: PathBuf,
     ) -> Self {
         Executor {
@@ -48,6 +52,7 @@ impl Executor {
             images,
             pulling: Arc::default(),
             network,
+            volumes,
             files,
         }
     }
@@ -230,7 +235,11 @@ impl Controller {
             self.pull(image)
                 .await
                 .map_err(|e| (TaskState::Rejected, e))?;
-            let mut config = container_config(&task.spec).map_err(|e| (TaskState::Rejected, e))?;
+            let volumes = &self.exec.volumes;
+            let mut config = container_config(&task.spec, &|name| {
+                volumes.ensure(name).map_err(|e| e.to_string())
+            })
+            .map_err(|e| (TaskState::Rejected, e))?;
             config.mounts.extend(self.write_configs(task)?);
             if let Some(path) = self.connect(task).await? {
                 config.network = NetworkMode::Path { path };
@@ -555,8 +564,12 @@ fn boot_time() -> Option<SystemTime> {
     Some(SystemTime::UNIX_EPOCH + Duration::from_secs(secs))
 }
 
-/// A task's container spec in the runtime's terms. Err: what in the spec is wrong.
-pub fn container_config(spec: &TaskSpec) -> Result<ContainerConfig, String> {
+/// A task's container spec in the runtime's terms; `volume` gives a named volume's host
+/// directory (the executor makes it if missing). Err: what in the spec is wrong.
+pub fn container_config(
+    spec: &TaskSpec,
+    volume: &dyn Fn(&str) -> Result<std::path::PathBuf, String>,
+) -> Result<ContainerConfig, String> {
     let c = &spec.container_spec;
     let mut mounts = Vec::new();
     for m in &c.mounts {
@@ -570,6 +583,29 @@ pub fn container_config(spec: &TaskSpec) -> Result<ContainerConfig, String> {
                 }
                 mounts.push(Mount::Bind {
                     source: m.source.clone().into(),
+                    target: m.target.clone(),
+                    read_only: m.read_only,
+                });
+            }
+            "volume" => {
+                if let Some(driver) = m.extra.get("VolumeOptions").and_then(|o| {
+                    o.get("DriverConfig")?
+                        .get("Name")?
+                        .as_str()
+                        .filter(|d| *d != "local")
+                }) {
+                    return Err(format!(
+                        "volume driver {driver:?} is not supported by covey: only local volumes"
+                    ));
+                }
+                // No source: an anonymous volume, this container's own.
+                let name = match m.source.as_str() {
+                    "" => crate::volumes::anonymous_name(),
+                    n => n.to_string(),
+                };
+                let source = volume(&name)?;
+                mounts.push(Mount::Bind {
+                    source,
                     target: m.target.clone(),
                     read_only: m.read_only,
                 });

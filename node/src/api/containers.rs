@@ -99,7 +99,12 @@ pub struct NameQuery {
     name: Option<String>,
 }
 
-fn to_config(b: &CreateBody) -> Result<ContainerConfig, ApiError> {
+/// The runtime's config from a create request; `-v NAME:/path` makes volume NAME if
+/// missing.
+fn to_config(
+    b: &CreateBody,
+    volumes: &crate::volumes::Volumes,
+) -> Result<ContainerConfig, ApiError> {
     let h = &b.host_config;
     if h.privileged {
         return Err(ApiError::bad_request(
@@ -127,13 +132,12 @@ fn to_config(b: &CreateBody) -> Result<ContainerConfig, ApiError> {
                 )))
             }
         };
-        if !source.starts_with('/') {
-            return Err(ApiError::bad_request(format!(
-                "named volumes are not supported by covey yet: {bind:?}"
-            )));
-        }
+        let source = match source.starts_with('/') {
+            true => std::path::PathBuf::from(source),
+            false => volumes.ensure(source)?,
+        };
         mounts.push(Mount::Bind {
-            source: source.into(),
+            source,
             target: target.to_string(),
             read_only: opts.split(',').any(|o| o == "ro"),
         });
@@ -215,7 +219,7 @@ pub async fn create(
             "no image given: config.Image is required",
         ));
     }
-    let config = to_config(&b)?;
+    let config = to_config(&b, &node.volumes)?;
     let id = node
         .containers
         .create(CreateRequest {

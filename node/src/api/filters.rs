@@ -61,6 +61,13 @@ impl Filters {
             .is_none_or(|values| values.iter().any(|v| test(v)))
     }
 
+    /// Whether `key` is given as true (`all=true`, `dangling=1`).
+    pub fn is_true(&self, key: &str) -> bool {
+        self.0
+            .get(key)
+            .is_some_and(|values| values.iter().any(|v| v == "true" || v == "1"))
+    }
+
     /// Label filters: `key` or `key=value`, all of which must match.
     pub fn labels(&self, labels: &BTreeMap<String, String>) -> bool {
         self.0.get("label").is_none_or(|values| {

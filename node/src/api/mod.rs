@@ -19,6 +19,7 @@ mod swarm;
 mod system;
 mod time;
 pub mod tls;
+mod volumes;
 
 use std::sync::Arc;
 
@@ -96,6 +97,13 @@ pub fn app(node: Arc<Node>) -> App {
         .route(
             "/networks/{id}",
             get(networks::inspect).delete(networks::remove),
+        )
+        .route("/volumes", get(volumes::list))
+        .route("/volumes/create", post(volumes::create))
+        .route("/volumes/prune", post(volumes::prune))
+        .route(
+            "/volumes/{name}",
+            get(volumes::inspect).delete(volumes::remove),
         )
         .route("/distribution/{*rest}", get(distribution::inspect))
         .route("/services", get(services::list))

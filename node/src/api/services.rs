@@ -294,7 +294,13 @@ fn validate(spec: &ServiceSpec) -> Result<()> {
     {
         return bad("secrets in services are not supported by covey yet".into());
     }
-    if let Err(e) = crate::agent::executor::container_config(task) {
+    // Volumes are made by the nodes that mount them: here only their names are checked.
+    let volume = |name: &str| {
+        crate::volumes::check_name(name)
+            .map(|()| std::path::PathBuf::new())
+            .map_err(|e| e.to_string())
+    };
+    if let Err(e) = crate::agent::executor::container_config(task, &volume) {
         return bad(format!("invalid ContainerSpec: {e}"));
     }
     if spec.mode.is_job()

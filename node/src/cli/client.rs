@@ -188,9 +188,20 @@ impl Client {
     /// `rm` of several objects under `base`: each one removed is named, each refused says
     /// why, and any refusal fails the command, as the docker CLI does.
     pub async fn remove_all(&self, base: &str, names: &[String], what: &str) -> anyhow::Result<()> {
+        self.remove_all_with(base, names, what, "").await
+    }
+
+    /// As [`Client::remove_all`], with `query` (`?force=1`) after each object's path.
+    pub async fn remove_all_with(
+        &self,
+        base: &str,
+        names: &[String],
+        what: &str,
+        query: &str,
+    ) -> anyhow::Result<()> {
         let mut failed = false;
         for n in names {
-            let path = format!("{base}/{}", escape(n));
+            let path = format!("{base}/{}{query}", escape(n));
             match self.send(Method::DELETE, &path, Self::empty()).await {
                 Ok(_) => println!("{n}"),
                 Err(e) => {

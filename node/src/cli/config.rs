@@ -55,16 +55,9 @@ pub async fn run(cmd: ConfigCommand, client: &Client) -> anyhow::Result<()> {
             } else {
                 data = std::fs::read(&file).with_context(|| format!("reading {file}"))?;
             }
-            let labels: serde_json::Map<String, Value> = label
-                .iter()
-                .map(|kv| match kv.split_once('=') {
-                    Some((k, v)) => (k.to_string(), json!(v)),
-                    None => (kv.clone(), json!("")),
-                })
-                .collect();
             let body = json!({
                 "Name": name,
-                "Labels": labels,
+                "Labels": super::filters::pairs(&label),
                 "Data": base64::engine::general_purpose::STANDARD.encode(&data),
             });
             let resp = client

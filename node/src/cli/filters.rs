@@ -27,6 +27,16 @@ pub fn query(flags: &[String]) -> anyhow::Result<Option<String>> {
     Ok((!filters.is_empty()).then(|| super::client::escape(&filters_json(&filters).to_string())))
 }
 
+/// `key=value` flags (labels, driver options) as a map; a bare `key` has an empty value.
+pub fn pairs(kvs: &[String]) -> std::collections::BTreeMap<String, String> {
+    kvs.iter()
+        .map(|kv| match kv.split_once('=') {
+            Some((k, v)) => (k.to_string(), v.to_string()),
+            None => (kv.clone(), String::new()),
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -16,6 +16,7 @@ mod service;
 mod session;
 mod swarm;
 mod version;
+mod volume;
 
 use std::process::ExitCode;
 
@@ -65,6 +66,9 @@ enum Command {
     /// Manage the swarm's configs.
     #[command(subcommand)]
     Config(config::ConfigCommand),
+    /// Manage this node's named volumes.
+    #[command(subcommand)]
+    Volume(volume::VolumeCommand),
     /// Show the covey version of the client and the daemon.
     Version(version::VersionArgs),
     /// Show the daemon's events as they happen (or, with --since and --until, those kept).
@@ -132,6 +136,7 @@ pub fn main() -> ExitCode {
             Command::Service(cmd) => service::run(cmd, &client(&cli.host)?).await,
             Command::Network(cmd) => network::run(cmd, &client(&cli.host)?).await,
             Command::Config(cmd) => config::run(cmd, &client(&cli.host)?).await,
+            Command::Volume(cmd) => volume::run(cmd, &client(&cli.host)?).await,
             Command::Events(args) => events::run(args, &client(&cli.host)?).await,
             Command::Version(args) => version::run(args, &client(&cli.host)?).await,
             Command::Container(cmd) => container::run(cmd, &client(&cli.host)?).await,

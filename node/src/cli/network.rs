@@ -1,8 +1,6 @@
 //! `covey network`: create, ls, inspect, rm, prune, as `docker network` has them for a
 //! swarm's overlay networks.
 
-use std::collections::BTreeMap;
-
 use clap::{Args, Subcommand};
 use hyper::Method;
 use serde_json::{json, Value};
@@ -151,14 +149,6 @@ pub async fn run(cmd: NetworkCommand, client: &Client) -> anyhow::Result<()> {
 }
 
 fn create_body(args: &CreateArgs) -> Value {
-    let pairs = |kvs: &[String]| -> BTreeMap<String, String> {
-        kvs.iter()
-            .map(|kv| match kv.split_once('=') {
-                Some((k, v)) => (k.to_string(), v.to_string()),
-                None => (kv.clone(), String::new()),
-            })
-            .collect()
-    };
     let mut config = Vec::new();
     if args.subnet.is_some() || args.gateway.is_some() {
         config.push(json!({
@@ -174,7 +164,7 @@ fn create_body(args: &CreateArgs) -> Value {
         "Ingress": args.ingress,
         "Internal": args.internal,
         "IPAM": {"Driver": "default", "Config": config},
-        "Options": pairs(&args.opt),
-        "Labels": pairs(&args.label),
+        "Options": super::filters::pairs(&args.opt),
+        "Labels": super::filters::pairs(&args.label),
     })
 }
