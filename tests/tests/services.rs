@@ -618,7 +618,7 @@ fn a_global_service_reaches_a_node_that_joins_later_and_jobs_complete() {
 
 #[test]
 fn health_checks_decide_when_a_task_runs_and_replace_unhealthy_ones() {
-    let (swarm, _registry, image) = swarm("svchlth", 1);
+    let (swarm, registry, image) = swarm("svchlth", 1);
     let node = swarm.node(1);
     // Healthy once its file exists: starting until then (failures within the start
     // period do not count), running after.
@@ -694,4 +694,37 @@ fn health_checks_decide_when_a_task_runs_and_replace_unhealthy_ones() {
     );
     let inspect = node.covey_ok(&["service", "inspect", "sick"]);
     assert!(inspect.contains("\"Healthcheck\""), "{inspect}");
+
+    // The image's HEALTHCHECK (healthy once /tmp/ready exists) when the spec has none;
+    // --no-healthcheck turns it off.
+    let checked = registry
+        .push("healthy", "healthy")
+        .expect("pushing healthy");
+    // Ready after 4 s; the image allows 8 failed checks a second apart.
+    let slow_ready = "sleep 4; touch /tmp/ready; exec sleep 1d";
+    for (name, flags) in [("imgcheck", vec![]), ("nocheck", vec!["--no-healthcheck"])] {
+        node.covey_ok(
+            &[
+                &["service", "create", "-d", "--name", name][..],
+                &flags,
+                &[&checked, "sh", "-c", slow_ready],
+            ]
+            .concat(),
+        );
+    }
+    wait_running(&swarm, "nocheck", 1);
+    let states: Vec<String> = tasks(&swarm, "imgcheck")
+        .iter()
+        .map(|t| {
+            t["Status"]["State"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        })
+        .collect();
+    assert!(
+        states.iter().all(|s| s != "running"),
+        "running before the image's check passed: {states:?}"
+    );
+    wait_running(&swarm, "imgcheck", 1);
 }

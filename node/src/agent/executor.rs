@@ -280,10 +280,21 @@ impl Controller {
             .and_then(|c| c.snapshot().pid)
             .unwrap_or(0);
         // With a health check, it runs once a check passes (see `wait_or_change`).
-        if health::Check::of(&task.spec).is_none() {
+        if self.health_check(task).is_none() {
             self.report(TaskState::Running, "started", "", Some((pid, 0)));
         }
         Ok(true)
+    }
+
+    /// The task's health check: its spec's over its image's.
+    fn health_check(&self, task: &Task) -> Option<health::Check> {
+        let images = &self.exec.images;
+        let config: Option<serde_json::Value> = images
+            .get(&task.spec.container_spec.image)
+            .and_then(|image| images.config(&image))
+            .ok()
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok());
+        health::Check::of_task(&task.spec, config.as_ref())
     }
 
     /// The image, pulled if this node lacks it.
@@ -325,7 +336,7 @@ impl Controller {
         let wait = containers.wait(&name, "not-running");
         tokio::pin!(wait);
         let (health_tx, mut health) = tokio::sync::mpsc::channel(2);
-        let monitor = health::Check::of(&task.spec).map(|check| {
+        let monitor = self.health_check(task).map(|check| {
             tokio::spawn(health::monitor(
                 containers.clone(),
                 name.clone(),

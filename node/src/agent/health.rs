@@ -42,7 +42,41 @@ fn nanos(n: Nanos, default: Duration) -> Duration {
 impl Check {
     /// The task's check, if it has one (`NONE` and an empty test have none).
     pub fn of(spec: &TaskSpec) -> Option<Check> {
-        let h: &HealthConfig = spec.container_spec.healthcheck.as_ref()?;
+        Check::from_config(spec.container_spec.healthcheck.as_ref()?)
+    }
+
+    /// The check a task runs: its spec's over its image's `HEALTHCHECK` (the image's
+    /// `config` object, as `ImageService::config` holds it), as Docker merges them: a
+    /// test given replaces the image's (`NONE` turns it off), and each setting given
+    /// replaces the image's.
+    pub fn of_task(spec: &TaskSpec, image_config: Option<&serde_json::Value>) -> Option<Check> {
+        let image: Option<HealthConfig> = image_config
+            .and_then(|c| c.get("config")?.get("Healthcheck"))
+            .and_then(|h| serde_json::from_value(h.clone()).ok());
+        let Some(mut merged) = image else {
+            return Check::of(spec);
+        };
+        if let Some(h) = &spec.container_spec.healthcheck {
+            if !h.test.is_empty() {
+                merged.test = h.test.clone();
+            }
+            for (mine, theirs) in [
+                (&mut merged.interval, h.interval),
+                (&mut merged.timeout, h.timeout),
+                (&mut merged.start_period, h.start_period),
+            ] {
+                if theirs > 0 {
+                    *mine = theirs;
+                }
+            }
+            if h.retries > 0 {
+                merged.retries = h.retries;
+            }
+        }
+        Check::from_config(&merged)
+    }
+
+    fn from_config(h: &HealthConfig) -> Option<Check> {
         let args = match h.test.split_first() {
             Some((kind, rest)) if kind == "CMD" && !rest.is_empty() => rest.to_vec(),
             Some((kind, [cmd])) if kind == "CMD-SHELL" => {
@@ -127,5 +161,28 @@ mod tests {
         assert_eq!(Check::of(&spec(&["NONE"], 0, 0)), None);
         assert_eq!(Check::of(&spec(&[], 0, 0)), None);
         assert_eq!(Check::of(&TaskSpec::default()), None);
+    }
+
+    #[test]
+    fn the_images_check_is_the_default_and_the_spec_overrides_it() {
+        let image = serde_json::json!({"config": {"Healthcheck": {
+            "Test": ["CMD-SHELL", "test -e /tmp/ready"],
+            "Interval": 1_000_000_000u64,
+            "Retries": 2,
+        }}});
+        let c = Check::of_task(&TaskSpec::default(), Some(&image)).unwrap();
+        assert_eq!(c.args, ["/bin/sh", "-c", "test -e /tmp/ready"]);
+        assert_eq!((c.interval, c.retries), (Duration::from_secs(1), 2));
+        // A setting from the spec replaces the image's; the test stays the image's.
+        let c = Check::of_task(&spec(&[], 0, 7), Some(&image)).unwrap();
+        assert_eq!(
+            (c.args.len(), c.interval, c.retries),
+            (3, Duration::from_secs(1), 7)
+        );
+        // --no-healthcheck.
+        assert_eq!(Check::of_task(&spec(&["NONE"], 0, 0), Some(&image)), None);
+        // An image without one: the spec's alone.
+        let plain = serde_json::json!({"config": {"Cmd": ["sh"]}});
+        assert_eq!(Check::of_task(&TaskSpec::default(), Some(&plain)), None);
     }
 }
