@@ -232,11 +232,7 @@ pub fn render(o: &mut String, spec: &Value) {
             " Max failure ratio: {}",
             c["MaxFailureRatio"].as_f64().unwrap_or(0.0)
         );
-        let _ = writeln!(
-            o,
-            "{order}{}",
-            c["Order"].as_str().unwrap_or("stop-first")
-        );
+        let _ = writeln!(o, "{order}{}", c["Order"].as_str().unwrap_or("stop-first"));
     }
 }
 
