@@ -228,7 +228,10 @@ pub async fn update(
     } else {
         service.next_spec_version(changed)
     };
-    service.update_status = if rollback {
+    service.update_status = if spec.mode.is_job() {
+        // A job's new spec is a new run, not a rolling update: no updater follows it.
+        None
+    } else if rollback {
         Some(UpdateStatus::new(
             UpdateState::RollbackStarted,
             now,
@@ -750,4 +753,32 @@ fn task_json(task: &Task) -> Value {
         value["NodeID"] = json!(task.node_id);
     }
     value
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bad_field_is_named_by_its_path() {
+        let err = |body: &str| parse_spec(body.as_bytes()).map(|_| ()).unwrap_err().message;
+        let e = err(r#"{"Name": "web", "RollbackConfig": {"Order": "sideways"}}"#);
+        assert!(
+            e.starts_with("invalid service spec: RollbackConfig.Order: unknown variant `sideways`"),
+            "{e}"
+        );
+        let e = err(r#"{"Name": "web", "UpdateConfig": {"Parallelism": -1}}"#);
+        assert!(e.contains("UpdateConfig.Parallelism"), "{e}");
+        assert!(err("[").starts_with("invalid service spec: "));
+        let mut spec = parse_spec(
+            br#"{"Name": "web", "TaskTemplate": {"ContainerSpec": {"Image": "busybox"}}}"#,
+        )
+        .expect("a spec");
+        spec.update_config = Some(crate::manager::objects::update::UpdateConfig {
+            monitor: Some(-1),
+            ..Default::default()
+        });
+        let e = validate(&spec).unwrap_err().message;
+        assert_eq!(e, "invalid UpdateConfig: Monitor cannot be negative");
+    }
 }

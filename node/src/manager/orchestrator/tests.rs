@@ -357,6 +357,30 @@ impl Sim {
             .count()
     }
 
+    /// `n` rounds, each followed by the agents doing as told on node a and `secs`
+    /// passing.
+    fn cycle(&mut self, n: usize, secs: u64) {
+        for _ in 0..n {
+            self.round();
+            self.stop_told();
+            self.run_all_on("a");
+            self.advance(secs);
+        }
+    }
+
+    /// An update whose first new task fails soon after it ran, and the round that
+    /// sees it.
+    fn fail_first_batch(&mut self) {
+        self.update_spec("V=2");
+        self.round();
+        self.stop_told();
+        self.round();
+        self.run_all_on("a");
+        self.advance(1);
+        self.fail_new();
+        self.round();
+    }
+
     fn fail_new(&mut self) {
         let version = self.svc().spec_version;
         for t in &mut self.world.tasks {
@@ -410,12 +434,10 @@ fn stop_first_updates_one_slot_at_a_time_after_monitor_and_delay() {
     sim.round();
     assert_eq!(sim.new_and_old(), (1, 1), "the second batch");
     for _ in 0..8 {
-        sim.stop_told();
-        sim.run_all_on("a");
-        sim.advance(3);
-        sim.round();
+        sim.cycle(1, 3);
         assert!(sim.live().len() >= 2, "never more than one slot down");
     }
+    sim.round();
     assert_eq!(sim.new_and_old(), (3, 0));
     assert_eq!(sim.state(), Some(UpdateState::Completed));
     let status = sim.svc().update_status.clone().unwrap();
@@ -456,35 +478,18 @@ fn a_failed_update_pauses_and_a_later_update_resumes() {
             ..Default::default()
         },
     );
-    sim.update_spec("V=2");
-    sim.round();
-    sim.stop_told();
-    sim.round();
-    sim.run_all_on("a");
-    sim.advance(1);
-    sim.fail_new();
-    sim.round();
+    sim.fail_first_batch();
     assert_eq!(sim.state(), Some(UpdateState::Paused));
     let message = &sim.svc().update_status.as_ref().unwrap().message;
     assert!(
         message.starts_with("update paused due to failure"),
         "{message}"
     );
-    for _ in 0..4 {
-        sim.advance(10);
-        sim.round();
-        sim.stop_told();
-        sim.run_all_on("a");
-    }
+    sim.cycle(4, 10);
     assert_eq!(sim.new_and_old().1, 2, "no more old tasks replaced");
     // `service update` with no change to the tasks clears the status: the update goes on.
     sim.world.services.get_mut("svc").unwrap().update_status = None;
-    for _ in 0..10 {
-        sim.round();
-        sim.stop_told();
-        sim.run_all_on("a");
-        sim.advance(6);
-    }
+    sim.cycle(10, 6);
     sim.round();
     assert_eq!(sim.new_and_old(), (3, 0));
     assert_eq!(sim.state(), Some(UpdateState::Completed));
@@ -503,14 +508,7 @@ fn a_failed_update_rolls_back_to_the_previous_spec_on_its_own() {
     );
     let first = sim.svc().spec_version;
     let originals: Vec<String> = sim.live().iter().map(|t| t.id.clone()).collect();
-    sim.update_spec("V=2");
-    sim.round();
-    sim.stop_told();
-    sim.round();
-    sim.run_all_on("a");
-    sim.advance(2);
-    sim.fail_new();
-    sim.round();
+    sim.fail_first_batch();
     assert_eq!(sim.state(), Some(UpdateState::RollbackStarted));
     assert_eq!(
         sim.svc().spec_version,
@@ -519,12 +517,7 @@ fn a_failed_update_rolls_back_to_the_previous_spec_on_its_own() {
     );
     assert!(sim.svc().spec.task_template.container_spec.env.is_none());
     assert!(sim.svc().previous_spec.is_none());
-    for _ in 0..4 {
-        sim.round();
-        sim.stop_told();
-        sim.run_all_on("a");
-        sim.advance(1);
-    }
+    sim.cycle(4, 1);
     sim.round();
     assert_eq!(sim.new_and_old(), (3, 0));
     let kept = sim
@@ -539,7 +532,7 @@ fn a_failed_update_rolls_back_to_the_previous_spec_on_its_own() {
 #[test]
 fn a_slot_whose_node_went_down_counts_against_parallelism() {
     let mut sim = running(
-        2,
+        3,
         &["a", "b"],
         UpdateConfig {
             monitor: secs(1),
@@ -552,35 +545,35 @@ fn a_slot_whose_node_went_down_counts_against_parallelism() {
     sim.round();
     sim.run_all_on("b");
     sim.round();
+    // Slot 1's new task runs on b, which goes down within its monitoring period: it
+    // still reads running, but is no replacement.
+    sim.world.nodes.get_mut("b").unwrap().status.state = NodeState::Down;
     sim.advance(2);
     sim.round();
-    assert_eq!(
-        sim.new_and_old(),
-        (1, 0),
-        "slot 1 done, slot 2's old task stopping"
-    );
-    sim.stop_told();
-    // The updated task's node goes down before slot 2 is refilled.
-    sim.world.nodes.get_mut("b").unwrap().status.state = NodeState::Down;
-    sim.round();
     let version = sim.svc().spec_version;
-    let unplaced = sim
+    let refilled = sim
         .live()
         .iter()
         .filter(|t| t.spec_version == version && t.node_id.is_empty())
         .count();
-    assert_eq!(unplaced, 2, "both slots refilled, the one on b too");
-    assert_eq!(
-        sim.state(),
-        Some(UpdateState::Updating),
-        "a task on a down node is no replacement"
-    );
+    assert_eq!(refilled, 1, "slot 1 refilled");
+    let old = |sim: &Sim| {
+        sim.live()
+            .iter()
+            .filter(|t| t.spec_version != version)
+            .count()
+    };
+    assert_eq!(old(&sim), 2, "no second slot taken down meanwhile");
     sim.run_all_on("a");
     sim.round();
-    assert_eq!(sim.state(), Some(UpdateState::Updating), "monitored first");
     sim.advance(2);
     sim.round();
-    assert_eq!(sim.state(), Some(UpdateState::Completed));
+    assert_eq!(
+        old(&sim),
+        1,
+        "the next batch once the refilled slot is done"
+    );
+    assert_eq!(sim.state(), Some(UpdateState::Updating));
 }
 
 #[test]
