@@ -60,28 +60,44 @@ fn has_env(task: &Value, env: &str) -> bool {
         .is_some_and(|e| e.iter().any(|v| v == env))
 }
 
+/// Creates service `name` of `replicas` sleeping tasks (stopped in 1 s: sleep, as PID 1,
+/// ignores SIGTERM), with `flags`; waits until they run.
+fn create(swarm: &Swarm, image: &str, name: &str, replicas: usize, flags: &[&str]) {
+    let replicas_arg = replicas.to_string();
+    let mut args = vec![
+        "service",
+        "create",
+        "-d",
+        "--name",
+        name,
+        "--replicas",
+        &replicas_arg,
+        "--stop-grace-period",
+        "1s",
+    ];
+    args.extend_from_slice(flags);
+    args.extend_from_slice(&[image, "sleep", "1d"]);
+    swarm.node(1).covey_ok(&args);
+    wait_running(swarm, name, replicas);
+}
+
 #[test]
 fn an_update_replaces_tasks_one_at_a_time_with_its_delay() {
     let (swarm, _registry, image) = swarm("updseq", 2);
-    swarm.node(1).covey_ok(&[
-        "service",
-        "create",
-        "--name",
-        "seq",
-        "--replicas",
-        "3",
-        "--stop-grace-period",
-        "1s",
-        "--update-parallelism",
-        "1",
-        "--update-delay",
-        "3s",
-        "--update-monitor",
-        "1s",
+    create(
+        &swarm,
         &image,
-        "sleep",
-        "1d",
-    ]);
+        "seq",
+        3,
+        &[
+            "--update-parallelism",
+            "1",
+            "--update-delay",
+            "3s",
+            "--update-monitor",
+            "1s",
+        ],
+    );
     let pretty = swarm
         .node(1)
         .covey_ok(&["service", "inspect", "--pretty", "seq"]);
@@ -148,26 +164,20 @@ fn an_update_replaces_tasks_one_at_a_time_with_its_delay() {
 #[test]
 fn a_failing_update_rolls_back_on_its_own() {
     let (swarm, _registry, image) = swarm("updrbk", 1);
-    swarm.node(1).covey_ok(&[
-        "service",
-        "create",
-        "--name",
-        "rbk",
-        "--replicas",
-        "2",
-        "--stop-grace-period",
-        "1s",
-        "--update-failure-action",
-        "rollback",
-        "--update-monitor",
-        "2s",
-        "--rollback-monitor",
-        "1s",
+    create(
+        &swarm,
         &image,
-        "sleep",
-        "1d",
-    ]);
-    wait_running(&swarm, "rbk", 2);
+        "rbk",
+        2,
+        &[
+            "--update-failure-action",
+            "rollback",
+            "--update-monitor",
+            "2s",
+            "--rollback-monitor",
+            "1s",
+        ],
+    );
     let before: Vec<String> = tasks(&swarm, "rbk")
         .iter()
         .filter_map(|t| t["ID"].as_str().map(str::to_string))
@@ -209,20 +219,7 @@ fn a_failing_update_rolls_back_on_its_own() {
 #[test]
 fn start_first_keeps_the_replicas_running_throughout() {
     let (swarm, _registry, image) = swarm("updstf", 2);
-    swarm.node(1).covey_ok(&[
-        "service",
-        "create",
-        "--name",
-        "stf",
-        "--replicas",
-        "2",
-        "--stop-grace-period",
-        "1s",
-        &image,
-        "sleep",
-        "1d",
-    ]);
-    wait_running(&swarm, "stf", 2);
+    create(&swarm, &image, "stf", 2, &[]);
     // The stock docker CLI sends its UpdateConfig in the spec.
     let out = swarm.node(1).docker(&[
         "service",
@@ -266,24 +263,13 @@ fn start_first_keeps_the_replicas_running_throughout() {
 #[test]
 fn a_failing_update_pauses() {
     let (swarm, _registry, image) = swarm("updpse", 1);
-    swarm.node(1).covey_ok(&[
-        "service",
-        "create",
-        "--name",
-        "pse",
-        "--replicas",
-        "2",
-        "--stop-grace-period",
-        "1s",
-        "--update-failure-action",
-        "pause",
-        "--update-monitor",
-        "2s",
+    create(
+        &swarm,
         &image,
-        "sleep",
-        "1d",
-    ]);
-    wait_running(&swarm, "pse", 2);
+        "pse",
+        2,
+        &["--update-failure-action", "pause", "--update-monitor", "2s"],
+    );
     let err = swarm
         .node(1)
         .covey_err(&["service", "update", "--entrypoint", "false", "pse"]);

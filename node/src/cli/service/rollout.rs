@@ -9,6 +9,7 @@ use serde_json::{json, Value};
 
 use super::flags::{bad, parse_nanos, parse_u64};
 use super::spec::field;
+use crate::units::format_duration;
 
 #[derive(Args, Default)]
 pub struct RolloutArgs {
@@ -164,43 +165,6 @@ fn apply_one(config: &mut Value, f: &Flags) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Nanoseconds as Go's `time.Duration` prints them: `0s`, `1.5s`, `1m30s`, `500ms`.
-pub fn go_duration(nanos: i64) -> String {
-    if nanos == 0 {
-        return "0s".into();
-    }
-    let sign = if nanos < 0 { "-" } else { "" };
-    let n = nanos.unsigned_abs();
-    let body = if n < 1_000 {
-        format!("{n}ns")
-    } else if n < 1_000_000 {
-        format!("{}µs", decimal(n, 1_000))
-    } else if n < 1_000_000_000 {
-        format!("{}ms", decimal(n, 1_000_000))
-    } else {
-        let (h, rest) = (n / 3_600_000_000_000, n % 3_600_000_000_000);
-        let (m, rest) = (rest / 60_000_000_000, rest % 60_000_000_000);
-        let s = format!("{}s", decimal(rest, 1_000_000_000));
-        match (h, m) {
-            (0, 0) => s,
-            (0, m) => format!("{m}m{s}"),
-            (h, m) => format!("{h}h{m}m{s}"),
-        }
-    };
-    format!("{sign}{body}")
-}
-
-/// `n / unit` with its fraction, trailing zeros dropped.
-fn decimal(n: u64, unit: u64) -> String {
-    let (whole, frac) = (n / unit, n % unit);
-    if frac == 0 {
-        return whole.to_string();
-    }
-    let width = unit.ilog10() as usize;
-    let frac = format!("{frac:0width$}");
-    format!("{whole}.{}", frac.trim_end_matches('0'))
-}
-
 /// `UpdateConfig:` and `RollbackConfig:` as docker's pretty template prints them.
 pub fn render(o: &mut String, spec: &Value) {
     for (key, title, order) in [
@@ -217,7 +181,7 @@ pub fn render(o: &mut String, spec: &Value) {
             c["Parallelism"].as_u64().unwrap_or(0)
         );
         if let Some(d) = c["Delay"].as_i64().filter(|d| *d > 0) {
-            let _ = writeln!(o, " Delay:\t\t{}", go_duration(d));
+            let _ = writeln!(o, " Delay:\t\t{}", format_duration(d));
         }
         let _ = writeln!(
             o,
@@ -225,7 +189,7 @@ pub fn render(o: &mut String, spec: &Value) {
             c["FailureAction"].as_str().unwrap_or("pause")
         );
         if let Some(m) = c["Monitor"].as_i64().filter(|m| *m > 0) {
-            let _ = writeln!(o, " Monitoring Period: {}", go_duration(m));
+            let _ = writeln!(o, " Monitoring Period: {}", format_duration(m));
         }
         let _ = writeln!(
             o,
@@ -293,17 +257,6 @@ mod tests {
         assert!(err(&["--update-order", "sideways"]).contains("--update-order"));
         assert!(err(&["--update-max-failure-ratio", "x"]).contains("ParseFloat"));
         assert!(err(&["--update-parallelism=-1"]).contains("--update-parallelism"));
-    }
-
-    #[test]
-    fn durations_print_as_go_does() {
-        assert_eq!(go_duration(0), "0s");
-        assert_eq!(go_duration(1_500_000_000), "1.5s");
-        assert_eq!(go_duration(90_000_000_000), "1m30s");
-        assert_eq!(go_duration(3_600_000_000_000), "1h0m0s");
-        assert_eq!(go_duration(500_000_000), "500ms");
-        assert_eq!(go_duration(1_500), "1.5µs");
-        assert_eq!(go_duration(-2_000_000_000), "-2s");
     }
 
     #[test]
