@@ -150,7 +150,13 @@ impl Updater {
                     progress.failures as f64 / progress.updated.max(1) as f64
                         > policy.max_failure_ratio
                 }) {
-                    match policy.failure_action {
+                    // A rollback that fails pauses: there is nothing further back to go
+                    // to (the API refuses that action in a `RollbackConfig`).
+                    let action = match policy.failure_action {
+                        FailureAction::Rollback if rollback => FailureAction::Pause,
+                        action => action,
+                    };
+                    match action {
                         FailureAction::Continue => {}
                         FailureAction::Pause => {
                             let (state, what) = if rollback {
