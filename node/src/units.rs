@@ -147,6 +147,43 @@ pub fn bytes_size(n: i64) -> String {
     format!("{s}{}", UNITS[u])
 }
 
+/// Nanoseconds as Go's `time.Duration` prints them (the inverse of [`parse_duration`]): `0s`, `1.5s`, `1m30s`, `500ms`.
+pub fn format_duration(nanos: i64) -> String {
+    if nanos == 0 {
+        return "0s".into();
+    }
+    let sign = if nanos < 0 { "-" } else { "" };
+    let n = nanos.unsigned_abs();
+    let body = if n < 1_000 {
+        format!("{n}ns")
+    } else if n < 1_000_000 {
+        format!("{}µs", decimal(n, 1_000))
+    } else if n < 1_000_000_000 {
+        format!("{}ms", decimal(n, 1_000_000))
+    } else {
+        let (h, rest) = (n / 3_600_000_000_000, n % 3_600_000_000_000);
+        let (m, rest) = (rest / 60_000_000_000, rest % 60_000_000_000);
+        let s = format!("{}s", decimal(rest, 1_000_000_000));
+        match (h, m) {
+            (0, 0) => s,
+            (0, m) => format!("{m}m{s}"),
+            (h, m) => format!("{h}h{m}m{s}"),
+        }
+    };
+    format!("{sign}{body}")
+}
+
+/// `n / unit` with its fraction, trailing zeros dropped.
+fn decimal(n: u64, unit: u64) -> String {
+    let (whole, frac) = (n / unit, n % unit);
+    if frac == 0 {
+        return whole.to_string();
+    }
+    let width = unit.ilog10() as usize;
+    let frac = format!("{frac:0width$}");
+    format!("{whole}.{}", frac.trim_end_matches('0'))
+}
+
 /// Seconds since the epoch, now.
 pub fn now() -> i64 {
     std::time::SystemTime::now()
@@ -232,6 +269,17 @@ mod tests {
         assert_eq!(parse_bytes("512").unwrap(), 512);
         assert!(parse_bytes("lots").is_err());
         assert!(parse_bytes("-1m").is_err());
+    }
+
+    #[test]
+    fn durations_print_as_go_does() {
+        assert_eq!(format_duration(0), "0s");
+        assert_eq!(format_duration(1_500_000_000), "1.5s");
+        assert_eq!(format_duration(90_000_000_000), "1m30s");
+        assert_eq!(format_duration(3_600_000_000_000), "1h0m0s");
+        assert_eq!(format_duration(500_000_000), "500ms");
+        assert_eq!(format_duration(1_500), "1.5µs");
+        assert_eq!(format_duration(-2_000_000_000), "-2s");
     }
 
     #[test]

@@ -14,8 +14,9 @@ use super::filters::Filters;
 use super::time::rfc3339;
 use crate::daemon::Node as Daemon;
 use crate::manager::objects::service::{EndpointMode, Platform, PublishMode};
+use crate::manager::objects::update::{UpdateState, UpdateStatus};
 use crate::manager::objects::{Node, Service, ServiceMode, ServiceSpec, Task, TaskState};
-use crate::manager::store::{Action, Meta};
+use crate::manager::store::{now_secs, Action, Meta};
 use crate::manager::{ca, Manager};
 
 type Result<T> = std::result::Result<T, ApiError>;
@@ -134,6 +135,8 @@ pub async fn create(
         meta: Meta::default(),
         spec,
         previous_spec: None,
+        previous_spec_version: None,
+        update_status: None,
         spec_version: 1,
         endpoint: Default::default(),
     };
@@ -172,19 +175,24 @@ pub async fn update(
             service.spec.name, service.meta.version
         )));
     }
-    let mut spec = match q.rollback.as_deref() {
-        None | Some("") => parse_spec(&body)?,
-        Some("previous") => service.previous_spec.clone().ok_or_else(|| {
-            ApiError::bad_request(format!(
-                "service {} does not have a previous spec",
-                service.spec.name
-            ))
-        })?,
+    let rollback = match q.rollback.as_deref() {
+        None | Some("") => false,
+        Some("previous") => true,
         Some(other) => {
             return Err(ApiError::bad_request(format!(
                 "invalid rollback {other:?}: expected previous"
             )))
         }
+    };
+    let mut spec = if rollback {
+        service.previous_spec.clone().ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "service {} does not have a previous spec",
+                service.spec.name
+            ))
+        })?
+    } else {
+        parse_spec(&body)?
     };
     if spec.name.is_empty() {
         spec.name = service.spec.name.clone();
@@ -201,17 +209,47 @@ pub async fn update(
     // does; covey's sends back the old ones).
     let old = &service.spec.task_template;
     let mut warnings = Vec::new();
-    if spec.task_template.container_spec.image != old.container_spec.image
+    if !rollback
+        && spec.task_template.container_spec.image != old.container_spec.image
         && spec.task_template.placement.platforms == old.placement.platforms
     {
         spec.task_template.placement.platforms.clear();
         record_platforms(&daemon, &mut spec, &mut warnings).await;
     }
-    // Only a change of what tasks run replaces them; scaling does not.
-    if spec.task_template != service.spec.task_template {
-        service.spec_version += 1;
-    }
+    let changed = spec.task_template != service.spec.task_template;
+    let now = now_secs();
+    let version = if rollback {
+        // Back to the earlier spec's own version: its tasks still running are up to
+        // date, only those of the update are replaced.
+        service
+            .previous_spec_version
+            .filter(|_| changed)
+            .unwrap_or_else(|| service.next_spec_version(changed))
+    } else {
+        service.next_spec_version(changed)
+    };
+    service.update_status = if spec.mode.is_job() {
+        // A job's new spec is a new run, not a rolling update: no updater follows it.
+        None
+    } else if rollback {
+        Some(UpdateStatus::new(
+            UpdateState::RollbackStarted,
+            now,
+            "manually requested rollback",
+        ))
+    } else if changed {
+        Some(UpdateStatus::new(
+            UpdateState::Updating,
+            now,
+            "update in progress",
+        ))
+    } else {
+        // As Swarm: the status is cleared; should tasks of an older spec remain (a
+        // paused update), the updater starts again on them.
+        None
+    };
     service.previous_spec = Some(std::mem::replace(&mut service.spec, spec));
+    service.previous_spec_version = Some(std::mem::replace(&mut service.spec_version, version));
     manager
         .store
         .propose(vec![Action::update(&service)?])
@@ -264,9 +302,19 @@ pub async fn remove(
     Ok(StatusCode::OK)
 }
 
+/// A spec from a client; a field of the wrong shape is named by its path
+/// (`UpdateConfig.Order: unknown variant ...`).
 fn parse_spec(body: &[u8]) -> Result<ServiceSpec> {
-    serde_json::from_slice(body)
-        .map_err(|e| ApiError::bad_request(format!("invalid service spec: {e}")))
+    let de = &mut serde_json::Deserializer::from_slice(body);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if path == "." {
+            ApiError::bad_request(format!("invalid service spec: {inner}"))
+        } else {
+            ApiError::bad_request(format!("invalid service spec: {path}: {inner}"))
+        }
+    })
 }
 
 /// What the store must never hold: a spec no node could run, named so the user can fix it.
@@ -311,6 +359,14 @@ fn validate(spec: &ServiceSpec) -> Result<()> {
             .is_some_and(|p| p.condition.is_some())
     {
         return bad("invalid RestartPolicy: restart condition any is not allowed for jobs".into());
+    }
+    for (name, config) in [
+        ("UpdateConfig", &spec.update_config),
+        ("RollbackConfig", &spec.rollback_config),
+    ] {
+        if let Some(Err(e)) = config.as_ref().map(|c| c.check(name)) {
+            return bad(e);
+        }
     }
     if let Some(pref) = task
         .placement
@@ -485,6 +541,9 @@ fn service_json(service: &Service, tasks: Option<&[Task]>) -> Value {
     if let Some(previous) = &service.previous_spec {
         value["PreviousSpec"] = json!(previous);
     }
+    if let Some(status) = &service.update_status {
+        value["UpdateStatus"] = update_status_json(status);
+    }
     if let Some(tasks) = tasks {
         let ours = tasks.iter().filter(|t| t.service_id == service.id);
         let running = ours
@@ -523,6 +582,19 @@ fn service_json(service: &Service, tasks: Option<&[Task]>) -> Value {
             value["ServiceStatus"]["DesiredTasks"] =
                 json!(total_completions.unwrap_or(*max_concurrent));
         }
+    }
+    value
+}
+
+/// The Engine API's `UpdateStatus`.
+fn update_status_json(status: &UpdateStatus) -> Value {
+    let mut value = json!({
+        "State": status.state.as_str(),
+        "StartedAt": rfc3339(status.started_at),
+        "Message": status.message,
+    });
+    if let Some(at) = status.completed_at {
+        value["CompletedAt"] = json!(rfc3339(at));
     }
     value
 }
@@ -687,4 +759,32 @@ fn task_json(task: &Task) -> Value {
         value["NodeID"] = json!(task.node_id);
     }
     value
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bad_field_is_named_by_its_path() {
+        let err = |body: &str| parse_spec(body.as_bytes()).map(|_| ()).unwrap_err().message;
+        let e = err(r#"{"Name": "web", "RollbackConfig": {"Order": "sideways"}}"#);
+        assert!(
+            e.starts_with("invalid service spec: RollbackConfig.Order: unknown variant `sideways`"),
+            "{e}"
+        );
+        let e = err(r#"{"Name": "web", "UpdateConfig": {"Parallelism": -1}}"#);
+        assert!(e.contains("UpdateConfig.Parallelism"), "{e}");
+        assert!(err("[").starts_with("invalid service spec: "));
+        let mut spec = parse_spec(
+            br#"{"Name": "web", "TaskTemplate": {"ContainerSpec": {"Image": "busybox"}}}"#,
+        )
+        .expect("a spec");
+        spec.update_config = Some(crate::manager::objects::update::UpdateConfig {
+            monitor: Some(-1),
+            ..Default::default()
+        });
+        let e = validate(&spec).unwrap_err().message;
+        assert_eq!(e, "invalid UpdateConfig: Monitor cannot be negative");
+    }
 }

@@ -102,6 +102,8 @@ pub struct CommonArgs {
     /// Do not query the registry to resolve image digest and supported platforms.
     #[arg(long)]
     pub no_resolve_image: bool,
+    #[command(flatten)]
+    pub rollout: super::rollout::RolloutArgs,
 }
 
 #[derive(Args)]

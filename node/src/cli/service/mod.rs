@@ -6,6 +6,7 @@ mod flags;
 mod list;
 mod pretty;
 mod progress;
+mod rollout;
 mod spec;
 mod tracker;
 mod update;

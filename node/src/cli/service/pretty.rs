@@ -1,6 +1,6 @@
 //! `service inspect --pretty`: docker's human form of a service (its
 //! `serviceInspectPrettyTemplate`, less what covey has no part of: secrets, configs,
-//! health checks, update and rollback settings).
+//! health checks).
 
 use std::fmt::Write;
 
@@ -21,6 +21,15 @@ fn cpus(n: i64) -> String {
 /// A Go slice as a template prints it: `[a b]`.
 fn go_list(items: &[String]) -> String {
     format!("[{}]", items.join(" "))
+}
+
+/// How long ago an API time was, as go-units' `HumanDuration`.
+fn since(v: &Value) -> Option<String> {
+    let at = super::list::parse_time(v)?;
+    let secs = std::time::SystemTime::now()
+        .duration_since(at)
+        .map_or(0, |d| d.as_secs() as i64);
+    Some(crate::units::duration(secs))
 }
 
 pub fn render(service: &Value) -> String {
@@ -72,11 +81,13 @@ pub fn render(service: &Value) -> String {
     let update = &service["UpdateStatus"];
     if !s(&update["State"]).is_empty() {
         let _ = writeln!(o, "UpdateStatus:\n State:\t\t{}", s(&update["State"]));
-        if !s(&update["StartedAt"]).is_empty() {
-            let _ = writeln!(o, " Started:\t{}", s(&update["StartedAt"]));
+        if let Some(at) = since(&update["StartedAt"]) {
+            let _ = writeln!(o, " Started:\t{at} ago");
         }
         if s(&update["State"]) == "completed" {
-            let _ = writeln!(o, " Completed:\t{}", s(&update["CompletedAt"]));
+            if let Some(at) = since(&update["CompletedAt"]) {
+                let _ = writeln!(o, " Completed:\t{at} ago");
+            }
         }
         let _ = writeln!(o, " Message:\t{}", s(&update["Message"]));
     }
@@ -101,6 +112,7 @@ pub fn render(service: &Value) -> String {
     if let Some(n) = placement["MaxReplicas"].as_u64().filter(|n| *n > 0) {
         let _ = writeln!(o, " Max Replicas Per Node:   {n}");
     }
+    super::rollout::render(&mut o, spec);
     let _ = writeln!(o, "ContainerSpec:\n Image:\t\t{}", s(&cs["Image"]));
     let args = strings(&cs["Args"]);
     if !args.is_empty() {
@@ -266,6 +278,7 @@ mod tests {
                     "Networks": [{"Target": "backend"}],
                 },
                 "EndpointSpec": {"Mode": "vip"},
+                "UpdateConfig": {"Parallelism": 1, "FailureAction": "pause", "Monitor": 5_000_000_000i64, "MaxFailureRatio": 0, "Order": "stop-first"},
             },
             "Endpoint": {"Ports": [{"Protocol": "tcp", "TargetPort": 80, "PublishedPort": 8080, "PublishMode": "ingress"}]},
         });
@@ -280,6 +293,12 @@ Service Mode:\tReplicated
 Placement:
  Constraints:\t[node.role==worker node.labels.zone==a]
  Preferences:   [spread=node.labels.zone]
+UpdateConfig:
+ Parallelism:\t1
+ On failure:\tpause
+ Monitoring Period: 5s
+ Max failure ratio: 0
+ Update order:      stop-first
 ContainerSpec:
  Image:\t\tnginx:1.25
  Args:\t\tnginx -g 

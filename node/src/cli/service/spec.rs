@@ -322,7 +322,7 @@ pub(super) fn apply_common(spec: &mut Value, c: &CommonArgs) -> anyhow::Result<(
     if let Some(n) = max_per_node(c)? {
         *at(task, &["Placement", "MaxReplicas"]) = json!(n);
     }
-    Ok(())
+    super::rollout::apply(spec, &c.rollout)
 }
 
 #[cfg(test)]

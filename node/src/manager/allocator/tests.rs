@@ -58,6 +58,8 @@ fn service(id: &str, networks: &[&str], ports: &[(u32, u32)]) -> Service {
             ..Default::default()
         },
         previous_spec: None,
+        previous_spec_version: None,
+        update_status: None,
         spec_version: 1,
         endpoint: Endpoint::default(),
     }

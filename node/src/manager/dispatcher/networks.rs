@@ -266,6 +266,8 @@ mod tests {
             meta: Meta::default(),
             spec: ServiceSpec::default(),
             previous_spec: None,
+            previous_spec_version: None,
+            update_status: None,
             spec_version: 1,
             endpoint: Endpoint::default(),
         };
@@ -292,6 +294,8 @@ mod tests {
             meta: Meta::default(),
             spec: ServiceSpec::default(),
             previous_spec: None,
+            previous_spec_version: None,
+            update_status: None,
             spec_version: 1,
             endpoint: Endpoint::default(),
         };

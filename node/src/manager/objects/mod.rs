@@ -8,6 +8,7 @@ pub mod network;
 mod node;
 pub mod service;
 pub mod task;
+pub mod update;
 
 pub use cluster::{Cluster, ClusterSpec, JoinTokens};
 pub use config::{Config, ConfigSpec};

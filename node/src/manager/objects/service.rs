@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use super::update::{UpdateConfig, UpdatePolicy, UpdateStatus};
 use crate::manager::store::{object, Kind, Meta};
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -17,15 +18,36 @@ pub struct Service {
     /// The spec before the last update, for `service rollback`.
     #[serde(default)]
     pub previous_spec: Option<ServiceSpec>,
-    /// Bumped by every spec change: tasks made from an older spec are out of date.
+    /// Changed by every change of what tasks run: tasks made from another are out of
+    /// date. Never reused, so a rollback gets its earlier version back (its tasks that
+    /// still run are up to date) and no later spec takes a version tasks already have.
     #[serde(default)]
     pub spec_version: u64,
+    /// `previous_spec`'s version.
+    #[serde(default)]
+    pub previous_spec_version: Option<u64>,
+    /// Where the last update or rollback stands; none before the first.
+    #[serde(default)]
+    pub update_status: Option<UpdateStatus>,
     /// What the allocator gave the service: its ports and virtual IPs.
     #[serde(default)]
     pub endpoint: Endpoint,
 }
 
 object!(Service, Kind::Service);
+
+impl Service {
+    /// The spec version after a change of the spec: a new one only if what tasks run
+    /// changed (scaling replaces none). Above every version the service had: its store
+    /// version is the Raft index of its last write, past any spec version given before.
+    pub fn next_spec_version(&self, changed: bool) -> u64 {
+        if changed {
+            self.meta.version.max(self.spec_version) + 1
+        } else {
+            self.spec_version
+        }
+    }
+}
 
 /// Nanoseconds, as the Engine API gives durations.
 pub type Nanos = i64;
@@ -43,6 +65,10 @@ pub struct ServiceSpec {
     pub mode: ServiceMode,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub endpoint_spec: Option<EndpointSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub update_config: Option<UpdateConfig>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback_config: Option<UpdateConfig>,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }
@@ -131,6 +157,16 @@ pub struct VirtualIp {
 }
 
 impl ServiceSpec {
+    /// How an update replaces tasks (`rollback`: a rollback, after `RollbackConfig`).
+    pub fn update_policy(&self, rollback: bool) -> UpdatePolicy {
+        let config = if rollback {
+            &self.rollback_config
+        } else {
+            &self.update_config
+        };
+        UpdateConfig::policy(config.as_ref())
+    }
+
     pub fn endpoint_mode(&self) -> EndpointMode {
         self.endpoint_spec
             .as_ref()

@@ -9,6 +9,7 @@ mod global;
 mod reaper;
 mod replicated;
 mod restart;
+mod update;
 
 use std::collections::HashMap;
 use std::time::Instant;
@@ -27,6 +28,8 @@ pub struct World {
     pub nodes: HashMap<String, Node>,
     /// Ended tasks kept per slot (`task_history_retention_limit`).
     pub history: usize,
+    /// Seconds since the epoch when read: the time the updater writes.
+    pub clock: u64,
 }
 
 impl World {
@@ -46,6 +49,7 @@ impl World {
             tasks: store.list::<Task>()?,
             nodes: nodes.iter().map(|n| (n.id.clone(), n.clone())).collect(),
             history,
+            clock: now_secs(),
         })
     }
 
@@ -71,6 +75,8 @@ pub struct Plan {
     updates: HashMap<String, Task>,
     creates: Vec<Task>,
     deletes: Vec<String>,
+    /// Services whose update status (or, rolled back, spec) the updater changed.
+    services: Vec<Service>,
 }
 
 impl Plan {
@@ -101,8 +107,15 @@ impl Plan {
         self.deletes.push(task.id.clone());
     }
 
+    pub fn update_service(&mut self, service: Service) {
+        self.services.push(service);
+    }
+
     pub fn is_empty(&self) -> bool {
-        self.updates.is_empty() && self.creates.is_empty() && self.deletes.is_empty()
+        self.updates.is_empty()
+            && self.creates.is_empty()
+            && self.deletes.is_empty()
+            && self.services.is_empty()
     }
 
     pub fn into_actions(self) -> Result<Vec<Action>, Error> {
@@ -115,6 +128,11 @@ impl Plan {
         }
         for id in self.deletes {
             actions.push(Action::delete::<Task>(&id));
+        }
+        // Last: should a service have changed since the round read it, its write is
+        // refused as stale and the round runs again on what it is now.
+        for service in self.services {
+            actions.push(Action::update(&service)?);
         }
         Ok(actions)
     }
@@ -145,10 +163,12 @@ pub fn new_task(service: &Service, slot: u64, node_id: &str) -> Task {
     }
 }
 
-/// The orchestrators' memory between rounds: when replacements of ended tasks are due.
+/// The orchestrators' memory between rounds, all safe to lose with the leadership: when
+/// replacements of ended tasks are due, and the updater's monitoring.
 #[derive(Default)]
 pub struct Orchestrator {
     restarts: restart::Supervisor,
+    updater: update::Updater,
 }
 
 impl Orchestrator {
@@ -163,15 +183,9 @@ impl Orchestrator {
         for service in world.services.values() {
             let tasks = by_service.remove(service.id.as_str()).unwrap_or_default();
             match &service.spec.mode {
-                ServiceMode::Replicated { replicas } => replicated::reconcile(
-                    world,
-                    service,
-                    &tasks,
-                    *replicas,
-                    &mut self.restarts,
-                    &mut plan,
-                    now,
-                ),
+                ServiceMode::Replicated { replicas } => {
+                    replicated::reconcile(world, service, &tasks, *replicas, self, &mut plan, now)
+                }
                 ServiceMode::ReplicatedJob {
                     max_concurrent,
                     total_completions,
@@ -186,7 +200,7 @@ impl Orchestrator {
                     now,
                 ),
                 ServiceMode::Global {} | ServiceMode::GlobalJob {} => {
-                    global::reconcile(world, service, &tasks, &mut self.restarts, &mut plan, now)
+                    global::reconcile(world, service, &tasks, self, &mut plan, now)
                 }
             }
             reaper::prune_history(world, &tasks, &mut plan);
@@ -194,7 +208,14 @@ impl Orchestrator {
         // What is left belongs to services that are gone.
         reaper::reap(world, by_service, &mut plan);
         self.restarts.forget_missing(&world.tasks);
-        (plan, self.restarts.next_due())
+        let next = [
+            self.restarts.next_due(),
+            self.updater.end_round(&world.tasks),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
+        (plan, next)
     }
 }
 

@@ -1,19 +1,22 @@
 //! The replicated orchestrator: exactly one live task in each of a service's slots
-//! 1..=replicas, replacing tasks that ended, that sit on nodes gone down or drained, or
-//! that run an older spec; and its job form, which runs tasks to completion.
+//! 1..=replicas, replacing tasks that ended or that sit on nodes gone down or drained,
+//! and, through the updater, those of an older spec; and its job form, which runs tasks
+//! to completion.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::time::Instant;
 
 use super::restart::{Supervisor, Verdict};
-use super::{new_task, Plan, World};
+use super::update::Slot;
+use super::{new_task, Orchestrator, Plan, World};
 use crate::manager::objects::{Service, Task, TaskState};
 
-/// Frees the slots of tasks that should not go on: on a node drained or gone, from an
-/// older spec (a few at a time), or ended and due for replacement. A task on a node that is Down keeps
-/// its desired state but not its slot: if the node comes back with it still running
+/// Frees the slots of tasks that should not go on: on a node drained or gone, ended and
+/// of an older spec, or ended and due for replacement. A task on a node that is Down
+/// keeps its desired state but not its slot: if the node comes back with it still running
 /// while its replacement waits for a node, it is the replacement that goes (no restart
-/// for a device that was only cut off). Returns the tasks that hold their slot.
+/// for a device that was only cut off). Returns the tasks that hold their slot, those of
+/// older specs included: the updater replaces them.
 pub(super) fn holders<'a>(
     world: &World,
     service: &Service,
@@ -28,7 +31,6 @@ pub(super) fn holders<'a>(
         slots.entry(by_slot(task)).or_default().push(task);
     }
     let mut holders = Vec::new();
-    let mut outdated = Vec::new();
     for task in tasks.iter().copied() {
         if task.desired_state > TaskState::Running {
             continue;
@@ -38,13 +40,9 @@ pub(super) fn holders<'a>(
             continue;
         }
         let placed_away = placed && !world.node_keeps_tasks(&task.node_id);
-        let old_spec = task.spec_version < service.spec_version;
+        let old_spec = task.spec_version != service.spec_version;
         if placed_away || (old_spec && task.status.state.is_terminal()) {
             plan.set_desired(task, TaskState::Shutdown);
-            continue;
-        }
-        if old_spec {
-            outdated.push(task);
             continue;
         }
         if task.status.state.is_terminal() {
@@ -59,39 +57,27 @@ pub(super) fn holders<'a>(
         }
         holders.push(task);
     }
-    // A new spec replaces running tasks a few at a time (`UpdateConfig.Parallelism`,
-    // Swarm's default 1; 0 for all at once), each batch once the last one runs: an update
-    // never takes down more than that. The others keep their slots meanwhile.
-    let parallelism = update_parallelism(service);
-    let starting = holders
-        .iter()
-        .filter(|t| t.status.state < TaskState::Running)
-        .count();
-    let budget = if parallelism == 0 {
-        outdated.len()
-    } else {
-        parallelism.saturating_sub(starting)
-    };
-    outdated.sort_by_key(|t| by_slot(t));
-    for (i, task) in outdated.into_iter().enumerate() {
-        if i < budget {
-            plan.set_desired(task, TaskState::Shutdown);
-        } else {
-            holders.push(task);
-        }
-    }
     holders
 }
 
-/// How many tasks an update replaces at once: the spec's `UpdateConfig.Parallelism`.
-fn update_parallelism(service: &Service) -> usize {
-    service
-        .spec
-        .extra
-        .get("UpdateConfig")
-        .and_then(|c| c.get("Parallelism"))
-        .and_then(|p| p.as_u64())
-        .map_or(1, |p| p as usize)
+/// The slots where a task of an older spec was told to stop and still runs on a node
+/// that is up: a stop-first update waits for it before it starts the new one.
+pub(super) fn stopping(
+    world: &World,
+    service: &Service,
+    tasks: &[&Task],
+    by_slot: impl Fn(&Task) -> u64,
+) -> HashSet<u64> {
+    tasks
+        .iter()
+        .filter(|t| {
+            t.spec_version != service.spec_version
+                && t.desired_state > TaskState::Running
+                && !t.status.state.is_terminal()
+                && world.node_keeps_tasks(&t.node_id)
+        })
+        .map(|t| by_slot(t))
+        .collect()
 }
 
 pub(super) fn reconcile(
@@ -99,36 +85,40 @@ pub(super) fn reconcile(
     service: &Service,
     tasks: &[&Task],
     replicas: u64,
-    restarts: &mut Supervisor,
+    orchestrator: &mut Orchestrator,
     plan: &mut Plan,
     now: Instant,
 ) {
-    let holders = holders(world, service, tasks, |t| t.slot, restarts, plan, now);
+    let slot_of = |t: &Task| t.slot;
+    let holders = holders(
+        world,
+        service,
+        tasks,
+        slot_of,
+        &mut orchestrator.restarts,
+        plan,
+        now,
+    );
+    let stopping = stopping(world, service, tasks, slot_of);
     let mut by_slot: BTreeMap<u64, Vec<&Task>> = BTreeMap::new();
     for task in holders {
         by_slot.entry(task.slot).or_default().push(task);
     }
-    for (slot, mut held) in by_slot.iter().map(|(s, h)| (*s, h.clone())) {
-        if slot > replicas || slot == 0 {
-            for task in held {
-                plan.set_desired(task, TaskState::Shutdown);
-            }
-            continue;
-        }
-        // Two live tasks in one slot (a node came back after its tasks were replaced,
-        // or two leaders' rounds crossed): keep the one furthest along, the newest of
-        // equals.
-        held.sort_by_key(|t| (t.status.state.min(TaskState::Running), t.meta.created_at));
-        held.pop();
-        for task in held {
-            plan.set_desired(task, TaskState::Shutdown);
-        }
+    let slots = (1..=replicas)
+        .map(|slot| Slot {
+            key: slot,
+            holders: by_slot.remove(&slot).unwrap_or_default(),
+            stopping: stopping.contains(&slot),
+            makes: Some((slot, "")),
+        })
+        .collect();
+    // What is left is past the replica count: scaled down.
+    for task in by_slot.into_values().flatten() {
+        plan.set_desired(task, TaskState::Shutdown);
     }
-    for slot in 1..=replicas {
-        if !by_slot.contains_key(&slot) {
-            plan.create(new_task(service, slot, ""));
-        }
-    }
+    orchestrator
+        .updater
+        .reconcile(world, service, tasks, slots, plan, now);
 }
 
 /// A replicated job: runs `total` completions, at most `max_concurrent` at a time. A
@@ -144,7 +134,15 @@ pub(super) fn reconcile_job(
     plan: &mut Plan,
     now: Instant,
 ) {
-    let holders = holders(world, service, tasks, |t| t.slot, restarts, plan, now);
+    let mut holders = holders(world, service, tasks, |t| t.slot, restarts, plan, now);
+    // A new spec is a new run of the job: its older tasks stop, all at once.
+    holders.retain(|t| {
+        let current = t.spec_version == service.spec_version;
+        if !current {
+            plan.set_desired(t, TaskState::Shutdown);
+        }
+        current
+    });
     let completed = holders
         .iter()
         .filter(|t| t.status.state == TaskState::Complete)
