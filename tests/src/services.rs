@@ -121,3 +121,42 @@ pub fn containers_on(swarm: &Swarm, i: usize, prefix: &str) -> Vec<String> {
         .filter(|n| n.starts_with(&format!("{prefix}.")))
         .collect()
 }
+
+/// A power cut on node `i`: its daemon, its runtime helpers and the processes `pids` (its
+/// containers') are killed at once; returns when all are dead, with the pids killed.
+pub fn power_cut(swarm: &mut Swarm, i: usize, pids: Vec<String>) -> Vec<String> {
+    let daemon = swarm.daemons[i - 1]
+        .pid()
+        .expect("a running daemon")
+        .to_string();
+    let helpers = std::process::Command::new("pgrep")
+        .args(["-P", &daemon])
+        .output()
+        .expect("pgrep");
+    swarm.daemons[i - 1].crash();
+    let mut victims = pids;
+    victims.extend(
+        String::from_utf8_lossy(&helpers.stdout)
+            .split_whitespace()
+            .map(str::to_string),
+    );
+    let _ = std::process::Command::new("kill")
+        .arg("-9")
+        .args(&victims)
+        .status();
+    eventually(
+        &format!("node {i}'s processes dead"),
+        Duration::from_secs(10),
+        || {
+            let alive = std::process::Command::new("kill")
+                .arg("-0")
+                .args(&victims)
+                .stderr(std::process::Stdio::null())
+                .status()
+                .map(|s| s.success())
+                .unwrap_or(false);
+            (!alive).then_some(())
+        },
+    );
+    victims
+}

@@ -300,12 +300,7 @@ fn after_a_power_cut_with_no_manager_tasks_find_their_overlay_peers_again() {
     // The manager goes; then node 2 loses power: its daemon, helper and containers die,
     // and what lived in /run (the overlay's namespaces and devices) is gone.
     swarm.daemons[0].crash();
-    let daemon = swarm.daemons[1].pid().expect("node 2's daemon").to_string();
-    let helpers = std::process::Command::new("pgrep")
-        .args(["-P", &daemon])
-        .output()
-        .expect("pgrep");
-    let mut victims: Vec<String> = containers_on(&swarm, 2, "peer")
+    let pids: Vec<String> = containers_on(&swarm, 2, "peer")
         .iter()
         .map(|c| {
             stdout(
@@ -317,16 +312,7 @@ fn after_a_power_cut_with_no_manager_tasks_find_their_overlay_peers_again() {
             .to_string()
         })
         .collect();
-    swarm.daemons[1].crash();
-    victims.extend(
-        String::from_utf8_lossy(&helpers.stdout)
-            .split_whitespace()
-            .map(str::to_string),
-    );
-    let _ = std::process::Command::new("kill")
-        .arg("-9")
-        .args(&victims)
-        .status();
+    let victims = power_cut(&mut swarm, 2, pids);
     let netns = swarm.node(2).root.path().join("run/netns");
     for entry in std::fs::read_dir(&netns)
         .expect("node 2's namespaces")

@@ -442,32 +442,7 @@ fn an_isolated_worker_that_reboots_brings_its_tasks_back() {
     // every container die at once.
     let pids: Vec<String> = before.iter().map(|c| pid_of(&swarm, 3, c)).collect();
     swarm.net.set_loss(3, 100).expect("cutting node 3 off");
-    let daemon = swarm.daemons[2].pid().expect("node 3's daemon").to_string();
-    let helpers = std::process::Command::new("pgrep")
-        .args(["-P", &daemon])
-        .output()
-        .expect("pgrep");
-    swarm.daemons[2].crash();
-    let mut victims = pids;
-    victims.extend(
-        String::from_utf8_lossy(&helpers.stdout)
-            .split_whitespace()
-            .map(str::to_string),
-    );
-    let _ = std::process::Command::new("kill")
-        .arg("-9")
-        .args(&victims)
-        .status();
-    eventually("node 3's containers dead", Duration::from_secs(10), || {
-        let alive = std::process::Command::new("kill")
-            .arg("-0")
-            .args(&victims)
-            .stderr(std::process::Stdio::null())
-            .status()
-            .map(|s| s.success())
-            .unwrap_or(false);
-        (!alive).then_some(())
-    });
+    let victims = power_cut(&mut swarm, 3, pids);
 
     // Back up with no manager reachable: it brings its last assigned tasks back itself.
     swarm.daemons[2].start_again().expect("restarting node 3");

@@ -306,18 +306,12 @@ pub async fn wait(
         .into_response())
 }
 
-#[derive(Deserialize)]
-pub struct RemoveQuery {
-    force: Option<String>,
-}
-
 pub async fn remove(
     State(node): State<Arc<Node>>,
     Path(id): Path<String>,
-    Query(q): Query<RemoveQuery>,
+    Query(q): Query<super::filters::ForceQuery>,
 ) -> Result<StatusCode, ApiError> {
-    let force = matches!(q.force.as_deref(), Some("1" | "true" | "True"));
-    node.containers.remove(&id, force).await?;
+    node.containers.remove(&id, q.force()).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

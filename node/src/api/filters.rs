@@ -79,6 +79,19 @@ impl Filters {
     }
 }
 
+/// `?force=1`: Docker's flag on removals and `swarm leave`.
+#[derive(serde::Deserialize, Default)]
+#[serde(default)]
+pub struct ForceQuery {
+    force: Option<String>,
+}
+
+impl ForceQuery {
+    pub fn force(&self) -> bool {
+        matches!(self.force.as_deref(), Some("1" | "true" | "True"))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -299,19 +299,12 @@ pub async fn inspect(
     })))
 }
 
-#[derive(Deserialize)]
-pub struct RemoveParams {
-    #[serde(default)]
-    force: Option<String>,
-}
-
 pub async fn remove(
     State(node): State<Arc<Node>>,
     Path(name): Path<String>,
-    Query(q): Query<RemoveParams>,
+    Query(q): Query<super::filters::ForceQuery>,
 ) -> Result<Json<Vec<Value>>, ApiError> {
-    let force = matches!(q.force.as_deref(), Some("1" | "true" | "True"));
-    let actions = node.images.remove(&name, force).await?;
+    let actions = node.images.remove(&name, q.force()).await?;
     Ok(Json(
         actions
             .into_iter()

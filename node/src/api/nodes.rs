@@ -135,20 +135,14 @@ fn check_demotion(manager: &Manager, node: &Node) -> Result<()> {
     Ok(())
 }
 
-#[derive(Deserialize, Default)]
-#[serde(default)]
-pub struct RemoveQuery {
-    force: Option<String>,
-}
-
 pub async fn remove(
     State(daemon): State<Arc<Daemon>>,
     Path(id): Path<String>,
-    Query(q): Query<RemoveQuery>,
+    Query(q): Query<super::filters::ForceQuery>,
 ) -> Result<()> {
     let manager = super::lookup::manager(&daemon).await?;
     let node = find(&manager, &id)?;
-    let force = matches!(q.force.as_deref(), Some("1" | "true" | "True"));
+    let force = q.force();
     if node.manager_status.is_some() {
         return Err(ApiError::bad_request(format!(
             "node {} is a cluster manager and is a member of the raft cluster. It must be demoted to worker before removal",

@@ -68,15 +68,11 @@ pub async fn join(State(node): State<Arc<Node>>, Json(req): Json<JoinRequest>) -
         .map_err(ApiError::swarm)
 }
 
-#[derive(Deserialize, Default)]
-#[serde(default)]
-pub struct LeaveQuery {
-    force: Option<String>,
-}
-
-pub async fn leave(State(node): State<Arc<Node>>, Query(q): Query<LeaveQuery>) -> Result<()> {
-    let force = matches!(q.force.as_deref(), Some("1" | "true" | "True"));
-    node.swarm.leave(force).await.map_err(ApiError::swarm)
+pub async fn leave(
+    State(node): State<Arc<Node>>,
+    Query(q): Query<super::filters::ForceQuery>,
+) -> Result<()> {
+    node.swarm.leave(q.force()).await.map_err(ApiError::swarm)
 }
 
 pub async fn inspect(State(node): State<Arc<Node>>) -> Result<Json<Value>> {

@@ -117,21 +117,13 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(volume_json(&v))))
 }
 
-#[derive(Deserialize, Default)]
-#[serde(default)]
-pub struct RemoveQuery {
-    force: Option<String>,
-}
-
 pub async fn remove(
     State(daemon): State<Arc<Daemon>>,
     Path(name): Path<String>,
-    Query(q): Query<RemoveQuery>,
+    Query(q): Query<super::filters::ForceQuery>,
 ) -> Result<StatusCode> {
     let v = match daemon.volumes.get(&name) {
-        Err(VolumeError::NotFound(_)) if matches!(q.force.as_deref(), Some("1" | "true")) => {
-            return Ok(StatusCode::NO_CONTENT)
-        }
+        Err(VolumeError::NotFound(_)) if q.force() => return Ok(StatusCode::NO_CONTENT),
         other => other?,
     };
     let users = users(&daemon.containers, &v);
