@@ -8,7 +8,7 @@ use serde_json::{json, Map, Value};
 use super::flags::{
     bad, check_labels, env_key, expand_env, kv_map, normalize_cap, parse_config, parse_cpus,
     parse_i64, parse_memory, parse_mount, parse_nanos, parse_network, parse_pref, parse_publish,
-    parse_u64, shell_words, CommonArgs, CreateArgs,
+    parse_secret, parse_u64, shell_words, CommonArgs, CreateArgs,
 };
 
 /// Swarm's restart policy when none was given: what a first restart flag starts from.
@@ -68,6 +68,14 @@ pub fn create_spec(a: &CreateArgs) -> anyhow::Result<Value> {
             .map(|c| parse_config("--config", c))
             .collect::<anyhow::Result<Vec<_>>>()?;
         cs["Configs"] = json!(configs);
+    }
+    if !a.secrets.is_empty() {
+        let secrets = a
+            .secrets
+            .iter()
+            .map(|s| parse_secret("--secret", s))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        cs["Secrets"] = json!(secrets);
     }
     if !a.env.is_empty() {
         // A later value for a key replaces an earlier one, in the later one's place.

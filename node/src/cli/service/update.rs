@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 
 use super::flags::{
     check_labels, env_key, expand_env, kv_map, normalize_cap, parse_mount, parse_network,
-    parse_pref, parse_publish, parse_u64, shell_words, CommonArgs, UpdateArgs,
+    parse_pref, parse_publish, parse_secret, parse_u64, shell_words, CommonArgs, UpdateArgs,
 };
 use super::spec::{apply_common, at, field, strings};
 
@@ -53,6 +53,25 @@ pub fn apply_update(spec: &mut Value, a: &UpdateArgs) -> anyhow::Result<()> {
     }
     if !a.common.cap_add.is_empty() || !a.common.cap_drop.is_empty() {
         update_caps(cs, &a.common.cap_add, &a.common.cap_drop);
+    }
+    if !a.secret_add.is_empty() || !a.secret_rm.is_empty() {
+        let add = a
+            .secret_add
+            .iter()
+            .map(|s| parse_secret("--secret-add", s))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let secrets = field(cs, "Secrets");
+        let mut list: Vec<Value> = secrets.as_array().cloned().unwrap_or_default();
+        // Named by name or id; one added again replaces the one given before.
+        list.retain(|s| {
+            let named = |n: &str| s["SecretName"] == n || s["SecretID"] == n;
+            !a.secret_rm.iter().any(|r| named(r))
+                && !add
+                    .iter()
+                    .any(|n| named(n["SecretName"].as_str().unwrap_or_default()))
+        });
+        list.extend(add);
+        *secrets = json!(list);
     }
 
     let task = at(spec, &["TaskTemplate"]);
