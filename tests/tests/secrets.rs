@@ -164,16 +164,8 @@ fn a_secret_reaches_only_its_node_and_no_disk() {
 fn secrets_through_the_docker_cli() {
     let (swarm, _registry, image) = swarm("secdkr", 1);
     let node = swarm.node(1);
-    let ok = |args: &[&str]| {
-        let out = node.docker(args);
-        assert!(out.status.success(), "docker {args:?}: {}", stderr(&out));
-        stdout(&out)
-    };
-    let err = |args: &[&str]| {
-        let out = node.docker(args);
-        assert!(!out.status.success(), "docker {args:?} should fail");
-        stderr(&out)
-    };
+    let ok = |args: &[&str]| node.docker_ok(args);
+    let err = |args: &[&str]| node.docker_err(args);
     let created = node.docker_with_input(&["secret", "create", "app.key", "-"], b"k3y-Material\n");
     assert!(created.status.success(), "{}", stderr(&created));
     assert_eq!(

@@ -17,7 +17,7 @@ use super::error::ApiError;
 use super::filters::{Filters, FiltersQuery};
 use super::time::rfc3339;
 use crate::daemon::Node as Daemon;
-use crate::manager::objects::config::MAX_CONFIG_SIZE;
+use crate::manager::objects::config::{Annotations, MAX_CONFIG_SIZE};
 use crate::manager::objects::{Config, ConfigSpec, Secret, Service};
 use crate::manager::store::{Action, Meta, Object};
 use crate::manager::{ca, Manager};
@@ -28,35 +28,36 @@ type Result<T> = std::result::Result<T, ApiError>;
 pub trait Blob: Object {
     /// "config" or "secret", in messages.
     const NOUN: &'static str;
-    fn name(&self) -> &str;
-    fn labels(&self) -> &BTreeMap<String, String>;
-    fn labels_mut(&mut self) -> &mut BTreeMap<String, String>;
-    /// The spec as inspect shows it.
-    fn spec_json(&self) -> Value;
+    fn annotations(&self) -> &Annotations;
+    fn annotations_mut(&mut self) -> &mut Annotations;
+    /// The data as inspect shows it (base64), if it is shown.
+    fn shown_data(&self) -> Option<String>;
     /// Whether `service`'s tasks are given the object `id`.
     fn used_by(service: &Service, id: &str) -> bool;
     /// Whether an update may carry `data`: the data the object holds, if it can tell.
     fn same_data(&self, data: &[u8]) -> bool;
-    fn make(manager: &Manager, req: SpecRequest, data: Vec<u8>) -> Result<Self>;
+    fn make(
+        manager: &Manager,
+        annotations: Annotations,
+        req: SpecRequest,
+        data: Vec<u8>,
+    ) -> Result<Self>;
+
+    fn name(&self) -> &str {
+        &self.annotations().name
+    }
 }
 
 impl Blob for Config {
     const NOUN: &'static str = "config";
-    fn name(&self) -> &str {
-        &self.spec.name
+    fn annotations(&self) -> &Annotations {
+        &self.spec.annotations
     }
-    fn labels(&self) -> &BTreeMap<String, String> {
-        &self.spec.labels
+    fn annotations_mut(&mut self) -> &mut Annotations {
+        &mut self.spec.annotations
     }
-    fn labels_mut(&mut self) -> &mut BTreeMap<String, String> {
-        &mut self.spec.labels
-    }
-    fn spec_json(&self) -> Value {
-        json!({
-            "Name": self.spec.name,
-            "Labels": self.spec.labels,
-            "Data": base64::engine::general_purpose::STANDARD.encode(&self.spec.data),
-        })
+    fn shown_data(&self) -> Option<String> {
+        Some(base64::engine::general_purpose::STANDARD.encode(&self.spec.data))
     }
     fn used_by(service: &Service, id: &str) -> bool {
         let spec = &service.spec.task_template.container_spec;
@@ -65,7 +66,12 @@ impl Blob for Config {
     fn same_data(&self, data: &[u8]) -> bool {
         self.spec.data == data
     }
-    fn make(_: &Manager, req: SpecRequest, data: Vec<u8>) -> Result<Self> {
+    fn make(
+        _: &Manager,
+        annotations: Annotations,
+        req: SpecRequest,
+        data: Vec<u8>,
+    ) -> Result<Self> {
         if req.templating.as_ref().is_some_and(|t| !t.is_null()) {
             return Err(ApiError::bad_request(
                 "config templating is not supported by covey",
@@ -74,29 +80,22 @@ impl Blob for Config {
         Ok(Config {
             id: ca::new_id(),
             meta: Meta::default(),
-            spec: ConfigSpec {
-                name: req.name,
-                labels: req.labels.unwrap_or_default(),
-                data,
-            },
+            spec: ConfigSpec { annotations, data },
         })
     }
 }
 
 impl Blob for Secret {
     const NOUN: &'static str = "secret";
-    fn name(&self) -> &str {
-        &self.spec.name
+    fn annotations(&self) -> &Annotations {
+        &self.spec.annotations
     }
-    fn labels(&self) -> &BTreeMap<String, String> {
-        &self.spec.labels
+    fn annotations_mut(&mut self) -> &mut Annotations {
+        &mut self.spec.annotations
     }
-    fn labels_mut(&mut self) -> &mut BTreeMap<String, String> {
-        &mut self.spec.labels
-    }
-    /// Never the data, as Docker's.
-    fn spec_json(&self) -> Value {
-        json!({ "Name": self.spec.name, "Labels": self.spec.labels })
+    /// Never, as Docker's.
+    fn shown_data(&self) -> Option<String> {
+        None
     }
     fn used_by(service: &Service, id: &str) -> bool {
         let spec = &service.spec.task_template.container_spec;
@@ -106,11 +105,16 @@ impl Blob for Secret {
     fn same_data(&self, _: &[u8]) -> bool {
         false
     }
-    fn make(manager: &Manager, req: SpecRequest, data: Vec<u8>) -> Result<Self> {
-        for (field, value) in [("drivers", &req.driver), ("templating", &req.templating)] {
+    fn make(
+        manager: &Manager,
+        annotations: Annotations,
+        req: SpecRequest,
+        data: Vec<u8>,
+    ) -> Result<Self> {
+        for (field, value) in [("Driver", &req.driver), ("Templating", &req.templating)] {
             if value.as_ref().is_some_and(|v| !v.is_null()) {
                 return Err(ApiError::bad_request(format!(
-                    "secret {field} are not supported by covey"
+                    "{field} for secrets is not supported by covey"
                 )));
             }
         }
@@ -120,8 +124,7 @@ impl Blob for Secret {
                 "this manager has no cluster data key to seal secrets with (its swarm was made before covey had secrets)",
             )
         })?;
-        let labels = req.labels.unwrap_or_default();
-        Secret::seal(ca::new_id(), req.name, labels, &data, key)
+        Secret::seal(ca::new_id(), annotations, &data, key)
             .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
     }
 }
@@ -151,7 +154,7 @@ pub async fn list<T: Blob>(
             filters.any("id", |v| c.id().starts_with(v))
                 && filters.any("name", |v| c.name().starts_with(v))
                 && filters.any("names", |v| c.name() == v)
-                && filters.labels(c.labels())
+                && filters.labels(&c.annotations().labels)
         })
         .collect();
     all.sort_by(|a, b| a.name().cmp(b.name()));
@@ -194,7 +197,11 @@ pub async fn create<T: Blob>(
             format!("{noun} {} already exists", req.name),
         ));
     }
-    let made = T::make(&manager, req, data)?;
+    let annotations = Annotations {
+        name: std::mem::take(&mut req.name),
+        labels: req.labels.take().unwrap_or_default(),
+    };
+    let made = T::make(&manager, annotations, req, data)?;
     manager.store.propose(vec![Action::create(&made)?]).await?;
     Ok((StatusCode::CREATED, Json(json!({ "ID": made.id() }))))
 }
@@ -234,7 +241,7 @@ pub async fn update<T: Blob>(
     {
         return Err(ApiError::bad_request("only updates to Labels are allowed"));
     }
-    *found.labels_mut() = req.labels.unwrap_or_default();
+    found.annotations_mut().labels = req.labels.unwrap_or_default();
     manager.store.propose(vec![Action::update(&found)?]).await?;
     Ok(StatusCode::OK)
 }
@@ -276,11 +283,15 @@ fn find<T: Blob>(manager: &Manager, key: &str) -> Result<T> {
 
 fn to_json<T: Blob>(c: &T) -> Value {
     let meta = c.meta();
+    let mut spec = json!({ "Name": c.name(), "Labels": c.annotations().labels });
+    if let Some(data) = c.shown_data() {
+        spec["Data"] = json!(data);
+    }
     json!({
         "ID": c.id(),
         "Version": {"Index": meta.version},
         "CreatedAt": rfc3339(meta.created_at),
         "UpdatedAt": rfc3339(meta.updated_at),
-        "Spec": c.spec_json(),
+        "Spec": spec,
     })
 }

@@ -429,10 +429,10 @@ fn attach(manager: &Manager, spec: &mut ServiceSpec, own: &str) -> Result<()> {
     }
     let cs = &mut spec.task_template.container_spec;
     let configs = manager.store.list::<Config>()?.into_iter();
-    let configs = configs.map(|c| (c.id, c.spec.name));
+    let configs = configs.map(|c| (c.id, c.spec.annotations.name));
     resolve_files("config", &mut cs.configs, configs, "/")?;
     let secrets = manager.store.list::<Secret>()?.into_iter();
-    let secrets = secrets.map(|s| (s.id, s.spec.name));
+    let secrets = secrets.map(|s| (s.id, s.spec.annotations.name));
     resolve_files("secret", &mut cs.secrets, secrets, "/run/secrets/")?;
     let mut taken = crate::manager::allocator::Ports::default();
     for other in manager.store.list::<Service>()? {

@@ -548,6 +548,15 @@ pub fn parse_network(flag: &str, v: &str) -> anyhow::Result<Value> {
     Ok(net)
 }
 
+/// Each value of a repeated flag, parsed by `parse` (given the flag, for its errors).
+pub fn parse_each<T>(
+    values: &[String],
+    flag: &str,
+    parse: fn(&str, &str) -> anyhow::Result<T>,
+) -> anyhow::Result<Vec<T>> {
+    values.iter().map(|v| parse(flag, v)).collect()
+}
+
 /// `--config name` or `--config source=name,target=/etc/app.conf,uid=0,gid=0,mode=0440`.
 pub fn parse_config(flag: &str, v: &str) -> anyhow::Result<Value> {
     parse_file_ref(flag, v, "ConfigName")

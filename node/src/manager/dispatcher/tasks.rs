@@ -80,13 +80,13 @@ impl Dispatcher {
     /// not open, and the task then runs without it rather than with wrong data.
     fn open_secret(&self, secret: &Secret) -> Option<Vec<u8>> {
         let Some(key) = &self.data_key else {
-            tracing::error!(secret = %secret.spec.name, "no cluster data key here to open secrets with");
+            tracing::error!(secret = %secret.spec.annotations.name, "no cluster data key here to open secrets with");
             return None;
         };
         match secret.open(key) {
             Ok(data) => Some(data),
             Err(e) => {
-                tracing::error!(secret = %secret.spec.name, "opening the secret: {e}");
+                tracing::error!(secret = %secret.spec.annotations.name, "opening the secret: {e}");
                 None
             }
         }

@@ -2,10 +2,9 @@
 //! key before it is proposed, so neither the Raft log nor sled holds it in the clear. Only
 //! the leader's dispatcher opens it, for the assignments of nodes that run a task using it.
 
-use std::collections::BTreeMap;
-
 use serde::{Deserialize, Serialize};
 
+use super::config::Annotations;
 use crate::manager::store::{object, Kind, Meta};
 use crate::seal::{Key, SealError, Sealed};
 
@@ -20,9 +19,8 @@ object!(Secret, Kind::Secret);
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct SecretSpec {
-    pub name: String,
-    #[serde(default)]
-    pub labels: BTreeMap<String, String>,
+    #[serde(flatten)]
+    pub annotations: Annotations,
     /// The content, sealed for the secret's id (so it opens only as that secret).
     pub data: Sealed,
 }
@@ -31,8 +29,7 @@ impl Secret {
     /// A new secret, its data sealed under `key`.
     pub fn seal(
         id: String,
-        name: String,
-        labels: BTreeMap<String, String>,
+        annotations: Annotations,
         data: &[u8],
         key: &Key,
     ) -> Result<Secret, SealError> {
@@ -40,7 +37,7 @@ impl Secret {
         Ok(Secret {
             id,
             meta: Meta::default(),
-            spec: SecretSpec { name, labels, data },
+            spec: SecretSpec { annotations, data },
         })
     }
 
@@ -57,8 +54,11 @@ mod tests {
     #[test]
     fn stored_form_holds_no_plaintext_and_opens_only_as_itself() {
         let key = Key::generate().unwrap();
-        let secret =
-            Secret::seal("s1".into(), "db".into(), BTreeMap::new(), b"pa55w0rd", &key).unwrap();
+        let name = Annotations {
+            name: "db".into(),
+            labels: Default::default(),
+        };
+        let secret = Secret::seal("s1".into(), name, b"pa55w0rd", &key).unwrap();
         let stored = serde_json::to_string(&secret).unwrap();
         assert!(!stored.contains("pa55w0rd"), "{stored}");
         let read: Secret = serde_json::from_str(&stored).unwrap();
