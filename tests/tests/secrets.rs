@@ -158,6 +158,68 @@ fn a_secret_reaches_only_its_node_and_no_disk() {
             .then_some(())
     });
     assert_eq!(node.covey_ok(&["secret", "ls", "-q"]).trim(), "");
+
+    // The cluster data key: on the manager only, private; a promoted node gets the same
+    // one and seals secrets the others can open; demoted, it drops it.
+    let key_of = |i: usize| {
+        swarm
+            .node(i)
+            .data()
+            .join("swarm/certificates/swarm-data.key")
+    };
+    let key = std::fs::read(key_of(1)).expect("the manager's data key");
+    assert_eq!(key.len(), 32);
+    let mode = std::fs::metadata(key_of(1))
+        .expect("its metadata")
+        .permissions();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
+        0o600
+    );
+    assert!(
+        !key_of(2).exists() && !key_of(3).exists(),
+        "workers hold no key"
+    );
+    let id2 = swarm.id_of(1, 2).expect("node 2's id");
+    node.covey_ok(&["node", "promote", &id2]);
+    eventually("node 2 managing", Duration::from_secs(40), || {
+        swarm
+            .node(2)
+            .covey(&["secret", "ls"])
+            .status
+            .success()
+            .then_some(())
+    });
+    assert_eq!(std::fs::read(key_of(2)).ok(), Some(key));
+    swarm
+        .node(2)
+        .covey_ok(&["secret", "create", "via2", &file.to_string_lossy()]);
+    node.covey_ok(&[
+        "service",
+        "create",
+        "-d",
+        "--name",
+        "two",
+        "--constraint",
+        &format!("node.id=={id3}"),
+        "--secret",
+        "via2",
+        &image,
+        "sleep",
+        "1d",
+    ]);
+    wait_running(&swarm, "two", 1);
+    let ctr = eventually("two's container", Duration::from_secs(20), || {
+        containers_on(&swarm, 3, "two").into_iter().next()
+    });
+    let seen = swarm
+        .node(3)
+        .covey_ok(&["container", "exec", &ctr, "cat", "/run/secrets/via2"]);
+    assert_eq!(seen, format!("{PLAIN}\n"));
+    node.covey_ok(&["node", "demote", &id2]);
+    eventually("node 2's key gone", Duration::from_secs(40), || {
+        (!key_of(2).exists()).then_some(())
+    });
 }
 
 #[test]
