@@ -191,6 +191,7 @@ fn task(rng: &mut Rng, k: usize, slot: usize, spec: &TaskSpec) -> Task {
         networks: Vec::new(),
         endpoint: Default::default(),
         configs: Vec::new(),
+        secrets: Vec::new(),
     }
 }
 

@@ -93,12 +93,16 @@ pub async fn run(config: DaemonConfig) -> anyhow::Result<()> {
     networking.probe().await;
     let volumes =
         Arc::new(crate::volumes::Volumes::open(&config.data_root).context("opening the volumes")?);
+    let secrets = config.exec_root.join("secrets");
+    crate::agent::memfs::ensure_tmpfs(&secrets)
+        .with_context(|| format!("mounting a tmpfs for secrets at {}", secrets.display()))?;
     let executor = crate::agent::executor::Executor::new(
         containers.clone(),
         images.clone(),
         networking,
         volumes.clone(),
         config.exec_root.join("configs"),
+        secrets,
     );
     let swarm = Swarm::open(&config.data_root, Some(executor), events.clone())
         .await

@@ -11,6 +11,7 @@
 //! - [`cli`]: the `covey` command line, a client of that API (one file per noun).
 //! - [`manager`]: what managers run, named after swarmkit's parts: the store, Raft, the
 //!   CA, and the dispatcher.
+//! - [`seal`]: secrets sealed at rest (an AEAD under a 32-byte key).
 //! - [`transport`]: node-to-node QUIC with mutual TLS, and its frames.
 //!
 //! Still to come: the rest of `manager/` (orchestrator, scheduler, allocator), `agent/`,
@@ -25,6 +26,7 @@ pub mod daemon;
 pub mod events;
 pub mod manager;
 pub mod network;
+pub mod seal;
 pub mod swarm;
 pub mod transport;
 pub mod units;

@@ -381,26 +381,33 @@ impl Daemon {
     /// Runs the covey CLI and returns its stdout, failing the test (with both outputs
     /// and the daemon's log) if it fails.
     pub fn covey_ok(&self, args: &[&str]) -> String {
-        let out = self.covey(args);
+        self.succeeded("covey", args, self.covey(args))
+    }
+
+    /// Runs the covey CLI expecting failure; returns stderr.
+    pub fn covey_err(&self, args: &[&str]) -> String {
+        failed("covey", args, self.covey(args))
+    }
+
+    /// As [`Daemon::covey_ok`], with the docker CLI.
+    pub fn docker_ok(&self, args: &[&str]) -> String {
+        self.succeeded("docker", args, self.docker(args))
+    }
+
+    /// As [`Daemon::covey_err`], with the docker CLI.
+    pub fn docker_err(&self, args: &[&str]) -> String {
+        failed("docker", args, self.docker(args))
+    }
+
+    fn succeeded(&self, cli: &str, args: &[&str], out: Output) -> String {
         assert!(
             out.status.success(),
-            "covey {args:?} failed:\nstdout: {}\nstderr: {}\ndaemon log:\n{}",
+            "{cli} {args:?} failed:\nstdout: {}\nstderr: {}\ndaemon log:\n{}",
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr),
             self.log()
         );
         String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    /// Runs the covey CLI expecting failure; returns stderr.
-    pub fn covey_err(&self, args: &[&str]) -> String {
-        let out = self.covey(args);
-        assert!(
-            !out.status.success(),
-            "covey {args:?} should have failed: {}",
-            String::from_utf8_lossy(&out.stdout)
-        );
-        String::from_utf8_lossy(&out.stderr).into_owned()
     }
 
     /// Runs Debian's docker CLI (client only) against this daemon.
@@ -476,6 +483,16 @@ impl Drop for Daemon {
         self.stop();
         unmount_under(self.root.path());
     }
+}
+
+/// `out`'s stderr, failing the test if the command succeeded.
+fn failed(cli: &str, args: &[&str], out: Output) -> String {
+    assert!(
+        !out.status.success(),
+        "{cli} {args:?} should have failed: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 /// Unmounts whatever is mounted under `dir`, deepest first: a node that did not leave its

@@ -5,27 +5,15 @@
 use std::time::Duration;
 
 use covey_tests::services::*;
+use covey_tests::stderr;
 use covey_tests::swarm::eventually;
-use covey_tests::{stderr, stdout};
 
 #[test]
 fn networks_configs_and_stacks_through_the_docker_cli() {
     let (swarm, _registry, image) = swarm("dkcli", 1);
     let node = swarm.node(1);
-    let ok = |args: &[&str]| {
-        let out = node.docker(args);
-        assert!(out.status.success(), "docker {args:?}: {}", stderr(&out));
-        stdout(&out)
-    };
-    let err = |args: &[&str]| {
-        let out = node.docker(args);
-        assert!(
-            !out.status.success(),
-            "docker {args:?} succeeded: {}",
-            stdout(&out)
-        );
-        stderr(&out)
-    };
+    let ok = |args: &[&str]| node.docker_ok(args);
+    let err = |args: &[&str]| node.docker_err(args);
 
     // Networks.
     ok(&[

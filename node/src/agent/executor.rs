@@ -17,7 +17,8 @@ use super::health;
 use super::reporter::Reporter;
 use super::Contact;
 use crate::containers::{ContainerError, Containers, CreateRequest, Status};
-use crate::manager::objects::service::TaskSpec;
+use crate::manager::objects::service::{FileReference, TaskSpec};
+use crate::manager::objects::task::TaskFile;
 use crate::manager::objects::{Task, TaskState, TaskStatus};
 use crate::manager::store::now_secs;
 use crate::network::Networking;
@@ -37,6 +38,9 @@ pub struct Executor {
     /// Where tasks' configs are written as files (`<exec-root>/configs`, tmpfs on most
     /// systems), one directory per task.
     pub files: PathBuf,
+    /// Where tasks' secrets are written (`<exec-root>/secrets`), one directory per task:
+    /// a tmpfs the daemon mounts itself, so a secret is never on the node's disk.
+    pub secrets: PathBuf,
 }
 
 impl Executor {
@@ -46,6 +50,7 @@ impl Executor {
         network: Arc<Networking>,
         volumes: Arc<Volumes>,
         files: PathBuf,
+        secrets: PathBuf,
     ) -> Self {
         Executor {
             containers,
@@ -54,6 +59,7 @@ impl Executor {
             network,
             volumes,
             files,
+            secrets,
         }
     }
 }
@@ -240,7 +246,7 @@ impl Controller {
                 volumes.ensure(name).map_err(|e| e.to_string())
             })
             .map_err(|e| (TaskState::Rejected, e))?;
-            config.mounts.extend(self.write_configs(task)?);
+            config.mounts.extend(self.write_files(task)?);
             if let Some(path) = self.connect(task).await? {
                 config.network = NetworkMode::Path { path };
                 config.dns = vec![crate::network::dns::ADDRESS.to_string()];
@@ -264,7 +270,7 @@ impl Controller {
         if existing.is_some() {
             // After a reboot the task's namespace and files are gone: made again at the
             // same paths.
-            self.write_configs(task)?;
+            self.write_files(task)?;
             self.connect(task).await?;
         }
         self.report(TaskState::Starting, "starting", "", None);
@@ -469,39 +475,30 @@ impl Controller {
             }
         }
         self.exec.network.detach(&self.id).await;
-        let _ = std::fs::remove_dir_all(self.exec.files.join(&self.id));
+        for root in [&self.exec.files, &self.exec.secrets] {
+            let _ = std::fs::remove_dir_all(root.join(&self.id));
+        }
     }
 
-    /// Writes `task`'s configs as files, owned and moded as asked, and returns the
-    /// read-only bind mounts that give them to its container.
-    fn write_configs(&self, task: &Task) -> Result<Vec<Mount>, (TaskState, String)> {
-        use std::os::unix::fs::PermissionsExt as _;
-        let dir = self.exec.files.join(&task.id);
-        let fail = |what: &str, e: &dyn std::fmt::Display| {
-            (
-                TaskState::Rejected,
-                format!("writing its configs ({what}): {e}"),
-            )
-        };
-        let mut mounts = Vec::new();
-        for c in &task.configs {
-            std::fs::create_dir_all(&dir).map_err(|e| fail("directory", &e))?;
-            let path = dir.join(&c.config_id);
-            std::fs::write(&path, &c.data).map_err(|e| fail(&c.target, &e))?;
-            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(c.mode & 0o7777))
-                .map_err(|e| fail(&c.target, &e))?;
-            nix::unistd::chown(
-                &path,
-                Some(nix::unistd::Uid::from_raw(c.uid)),
-                Some(nix::unistd::Gid::from_raw(c.gid)),
-            )
-            .map_err(|e| fail(&c.target, &e))?;
-            mounts.push(Mount::Bind {
-                source: path,
-                target: c.target.clone(),
-                read_only: true,
+    /// Writes `task`'s configs and secrets as files, owned and moded as asked, and
+    /// returns the read-only bind mounts that give them to its container.
+    fn write_files(&self, task: &Task) -> Result<Vec<Mount>, (TaskState, String)> {
+        // One the dispatcher could not give (gone, or a secret that did not open): the
+        // task is refused rather than run without it, as Swarm's agent does.
+        let spec = &task.spec.container_spec;
+        let missing = missing(&spec.configs, &task.configs)
+            .map(|id| format!("config {id} not found"))
+            .or_else(|| {
+                missing(&spec.secrets, &task.secrets).map(|id| format!("secret {id} not found"))
             });
+        if let Some(why) = missing {
+            return Err((TaskState::Rejected, why));
         }
+        let mut mounts = write_files(&self.exec.files.join(&task.id), &task.configs)
+            .map_err(|e| (TaskState::Rejected, format!("writing its configs ({e})")))?;
+        let secrets = write_files(&self.exec.secrets.join(&task.id), &task.secrets)
+            .map_err(|e| (TaskState::Rejected, format!("writing its secrets ({e})")))?;
+        mounts.extend(secrets);
         Ok(mounts)
     }
 
@@ -518,6 +515,46 @@ impl Controller {
             )
         })
     }
+}
+
+/// The first of `refs` (given as a file) that `given` lacks.
+fn missing<'a, R: FileReference>(refs: &'a [R], given: &[TaskFile]) -> Option<&'a str> {
+    refs.iter()
+        .filter(|r| r.file().is_some())
+        .map(|r| r.id())
+        .find(|id| !given.iter().any(|f| f.id == *id))
+}
+
+/// Writes `files` into `dir` (made 0700 if there are any), and returns the read-only
+/// bind mounts of each at its target. Err: what failed, and why.
+fn write_files(dir: &std::path::Path, files: &[TaskFile]) -> Result<Vec<Mount>, String> {
+    use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
+    let mut mounts = Vec::new();
+    for (i, f) in files.iter().enumerate() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| format!("directory: {e}"))?;
+        // By place as well as id: one task may be given the same one at two targets.
+        let path = dir.join(format!("{i}-{}", f.id));
+        let fail = |e: &dyn std::fmt::Display| format!("{}: {e}", f.target);
+        std::fs::write(&path, &f.data).map_err(|e| fail(&e))?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(f.mode & 0o7777))
+            .map_err(|e| fail(&e))?;
+        nix::unistd::chown(
+            &path,
+            Some(nix::unistd::Uid::from_raw(f.uid)),
+            Some(nix::unistd::Gid::from_raw(f.gid)),
+        )
+        .map_err(|e| fail(&e))?;
+        mounts.push(Mount::Bind {
+            source: path,
+            target: f.target.clone(),
+            read_only: true,
+        });
+    }
+    Ok(mounts)
 }
 
 fn grace(spec: &TaskSpec) -> Duration {

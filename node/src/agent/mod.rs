@@ -7,6 +7,7 @@
 pub mod executor;
 mod health;
 mod logs;
+pub mod memfs;
 mod reporter;
 pub mod worker;
 

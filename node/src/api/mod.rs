@@ -32,6 +32,7 @@ use tower::ServiceExt as _;
 pub use error::ApiError;
 
 use crate::daemon::Node;
+use crate::manager::objects::{Config, Secret};
 
 /// The API version covey speaks; clients negotiate down from theirs to it.
 pub const API_VERSION: &str = "1.43";
@@ -82,15 +83,20 @@ pub fn app(node: Arc<Node>) -> App {
         .route("/nodes", get(nodes::list))
         .route("/nodes/{id}", get(nodes::inspect).delete(nodes::remove))
         .route("/nodes/{id}/update", post(nodes::update))
-        .route("/configs", get(configs::list))
-        .route("/configs/create", post(configs::create))
+        .route("/configs", get(configs::list::<Config>))
+        .route("/configs/create", post(configs::create::<Config>))
         .route(
             "/configs/{id}",
-            get(configs::inspect).delete(configs::remove),
+            get(configs::inspect::<Config>).delete(configs::remove::<Config>),
         )
-        .route("/configs/{id}/update", post(configs::update))
-        .route("/secrets", get(configs::list_secrets))
-        .route("/secrets/create", post(configs::secrets_unsupported))
+        .route("/configs/{id}/update", post(configs::update::<Config>))
+        .route("/secrets", get(configs::list::<Secret>))
+        .route("/secrets/create", post(configs::create::<Secret>))
+        .route(
+            "/secrets/{id}",
+            get(configs::inspect::<Secret>).delete(configs::remove::<Secret>),
+        )
+        .route("/secrets/{id}/update", post(configs::update::<Secret>))
         .route("/networks", get(networks::list))
         .route("/networks/create", post(networks::create))
         .route("/networks/prune", post(networks::prune))

@@ -13,9 +13,11 @@ use super::error::ApiError;
 use super::filters::Filters;
 use super::time::rfc3339;
 use crate::daemon::Node as Daemon;
-use crate::manager::objects::service::{EndpointMode, Platform, PublishMode};
+use crate::manager::objects::service::{EndpointMode, FileReference, Platform, PublishMode};
 use crate::manager::objects::update::{UpdateState, UpdateStatus};
-use crate::manager::objects::{Node, Service, ServiceMode, ServiceSpec, Task, TaskState};
+use crate::manager::objects::{
+    Config, Node, Secret, Service, ServiceMode, ServiceSpec, Task, TaskState,
+};
 use crate::manager::store::{now_secs, Action, Meta};
 use crate::manager::{ca, Manager};
 
@@ -332,16 +334,6 @@ fn validate(spec: &ServiceSpec) -> Result<()> {
     if let Err(e) = crate::manager::scheduler::validate_constraints(&task.placement.constraints) {
         return bad(e);
     }
-    // Not yet given to tasks: refused rather than silently left out of their containers.
-    if task
-        .container_spec
-        .extra
-        .get("Secrets")
-        .and_then(serde_json::Value::as_array)
-        .is_some_and(|a| !a.is_empty())
-    {
-        return bad("secrets in services are not supported by covey yet".into());
-    }
     // Volumes are made by the nodes that mount them: here only their names are checked.
     let volume = |name: &str| {
         crate::volumes::check_name(name)
@@ -435,7 +427,13 @@ fn attach(manager: &Manager, spec: &mut ServiceSpec, own: &str) -> Result<()> {
             "a service on the host network cannot publish ports through the routing mesh: use mode=host",
         ));
     }
-    resolve_configs(manager, spec)?;
+    let cs = &mut spec.task_template.container_spec;
+    let configs = manager.store.list::<Config>()?.into_iter();
+    let configs = configs.map(|c| (c.id, c.spec.annotations.name));
+    resolve_files("config", &mut cs.configs, configs, "/")?;
+    let secrets = manager.store.list::<Secret>()?.into_iter();
+    let secrets = secrets.map(|s| (s.id, s.spec.annotations.name));
+    resolve_files("secret", &mut cs.secrets, secrets, "/run/secrets/")?;
     let mut taken = crate::manager::allocator::Ports::default();
     for other in manager.store.list::<Service>()? {
         if other.id != own {
@@ -458,43 +456,45 @@ fn attach(manager: &Manager, spec: &mut ServiceSpec, own: &str) -> Result<()> {
     Ok(())
 }
 
-/// Checks each config the tasks are given: it exists (by id, else by name), as a file
-/// (`File`; credential specs are not supported), with a numeric owner. Stores it by id,
-/// its target absolute (a relative one is under `/`, as Swarm puts it).
-fn resolve_configs(manager: &Manager, spec: &mut ServiceSpec) -> Result<()> {
-    let configs = manager.store.list::<crate::manager::objects::Config>()?;
-    for r in &mut spec.task_template.container_spec.configs {
-        let found = configs
+/// Checks each config or secret (`what`) the tasks are given: it exists among `known`
+/// (id, name) by id, else by name, as a file (`File`; credential specs are not
+/// supported), with a numeric owner. Stores it by id, its target absolute: a relative one
+/// (by default its name) is under `dir`, as Swarm puts configs under `/` and secrets
+/// under `/run/secrets/`.
+fn resolve_files<R: FileReference>(
+    what: &str,
+    refs: &mut [R],
+    known: impl Iterator<Item = (String, String)>,
+    dir: &str,
+) -> Result<()> {
+    let known: Vec<(String, String)> = known.collect();
+    for r in refs {
+        let (id, name, file) = r.parts();
+        let (found_id, found_name) = known
             .iter()
-            .find(|c| c.id == r.config_id)
-            .or_else(|| configs.iter().find(|c| c.spec.name == r.config_name))
+            .find(|(i, _)| i == id)
+            .or_else(|| known.iter().find(|(_, n)| n == name))
             .ok_or_else(|| {
-                let name = if r.config_name.is_empty() {
-                    &r.config_id
-                } else {
-                    &r.config_name
-                };
-                ApiError::new(StatusCode::NOT_FOUND, format!("config not found: {name}"))
+                let name = if name.is_empty() { &*id } else { &*name };
+                ApiError::new(StatusCode::NOT_FOUND, format!("{what} not found: {name}"))
             })?;
-        r.config_id = found.id.clone();
-        r.config_name = found.spec.name.clone();
-        let Some(file) = r.file.as_mut() else {
+        *id = found_id.clone();
+        *name = found_name.clone();
+        let Some(file) = file.as_mut() else {
             return Err(ApiError::bad_request(format!(
-                "config {}: only configs given as files are supported by covey",
-                r.config_name
+                "{what} {name}: only {what}s given as files are supported by covey"
             )));
         };
         if file.name.is_empty() {
-            file.name = r.config_name.clone();
+            file.name = name.clone();
         }
         if !file.name.starts_with('/') {
-            file.name = format!("/{}", file.name);
+            file.name = format!("{dir}{}", file.name);
         }
-        for (what, id) in [("UID", &file.uid), ("GID", &file.gid)] {
-            if !id.is_empty() && id.parse::<u32>().is_err() {
+        for (field, n) in [("UID", &file.uid), ("GID", &file.gid)] {
+            if !n.is_empty() && n.parse::<u32>().is_err() {
                 return Err(ApiError::bad_request(format!(
-                    "config {}: invalid {what} {id:?}: a number is expected",
-                    r.config_name
+                    "{what} {name}: invalid {field} {n:?}: a number is expected"
                 )));
             }
         }

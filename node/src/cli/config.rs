@@ -1,4 +1,6 @@
-//! `covey config`: create, ls, inspect, rm, as `docker config` has them.
+//! `covey config` and `covey secret`: create, ls, inspect, rm, as `docker config` and
+//! `docker secret` have them. One command set serves both: only the API path differs
+//! (and the daemon never shows a secret's data).
 
 use std::io::Read as _;
 
@@ -13,7 +15,7 @@ use super::output;
 
 #[derive(Subcommand)]
 pub enum ConfigCommand {
-    /// Create a config from a file, or from stdin with `-`.
+    /// Create one from a file, or from stdin with `-`.
     Create {
         /// A label (key=value).
         #[arg(short, long = "label")]
@@ -21,7 +23,7 @@ pub enum ConfigCommand {
         name: String,
         file: String,
     },
-    /// List configs.
+    /// List them.
     #[command(alias = "list")]
     Ls {
         /// Only IDs.
@@ -31,27 +33,29 @@ pub enum ConfigCommand {
         #[arg(short, long = "filter")]
         filter: Vec<String>,
     },
-    /// Show configs in full.
+    /// Show them in full.
     Inspect {
-        #[arg(required = true)]
-        configs: Vec<String>,
+        #[arg(required = true, value_name = "NAME")]
+        names: Vec<String>,
     },
-    /// Remove configs (refused while a service uses one).
+    /// Remove them (refused while a service uses one).
     #[command(alias = "remove")]
     Rm {
-        #[arg(required = true)]
-        configs: Vec<String>,
+        #[arg(required = true, value_name = "NAME")]
+        names: Vec<String>,
     },
 }
 
-pub async fn run(cmd: ConfigCommand, client: &Client) -> anyhow::Result<()> {
+/// Runs `cmd` on `/configs` or `/secrets` (`what`: "configs" or "secrets").
+pub async fn run(cmd: ConfigCommand, client: &Client, what: &str) -> anyhow::Result<()> {
+    let base = format!("/{what}");
     match cmd {
         ConfigCommand::Create { label, name, file } => {
             let mut data = Vec::new();
             if file == "-" {
                 std::io::stdin()
                     .read_to_end(&mut data)
-                    .context("reading the config from stdin")?;
+                    .context("reading stdin")?;
             } else {
                 data = std::fs::read(&file).with_context(|| format!("reading {file}"))?;
             }
@@ -61,24 +65,28 @@ pub async fn run(cmd: ConfigCommand, client: &Client) -> anyhow::Result<()> {
                 "Data": base64::engine::general_purpose::STANDARD.encode(&data),
             });
             let resp = client
-                .send(Method::POST, "/configs/create", Client::json_body(&body)?)
+                .send(
+                    Method::POST,
+                    &format!("{base}/create"),
+                    Client::json_body(&body)?,
+                )
                 .await?;
             let created: Value = read_json(resp).await?;
             println!("{}", created["ID"].as_str().unwrap_or_default());
         }
         ConfigCommand::Ls { quiet, filter } => {
             let path = match super::filters::query(&filter)? {
-                Some(f) => format!("/configs?filters={f}"),
-                None => "/configs".into(),
+                Some(f) => format!("{base}?filters={f}"),
+                None => base.clone(),
             };
-            let configs: Vec<Value> = client.json(Method::GET, &path).await?;
+            let all: Vec<Value> = client.json(Method::GET, &path).await?;
             if quiet {
-                for c in &configs {
+                for c in &all {
                     println!("{}", c["ID"].as_str().unwrap_or_default());
                 }
                 return Ok(());
             }
-            let rows: Vec<Vec<String>> = configs
+            let rows: Vec<Vec<String>> = all
                 .iter()
                 .map(|c| {
                     let s = |v: &Value| v.as_str().unwrap_or_default().to_string();
@@ -95,8 +103,8 @@ pub async fn run(cmd: ConfigCommand, client: &Client) -> anyhow::Result<()> {
                 output::table(&["ID", "NAME", "CREATED", "UPDATED"], &rows)
             );
         }
-        ConfigCommand::Inspect { configs } => client.inspect_all("/configs", &configs).await?,
-        ConfigCommand::Rm { configs } => client.remove_all("/configs", &configs, "configs").await?,
+        ConfigCommand::Inspect { names } => client.inspect_all(&base, &names).await?,
+        ConfigCommand::Rm { names } => client.remove_all(&base, &names, what).await?,
     }
     Ok(())
 }

@@ -66,6 +66,9 @@ enum Command {
     /// Manage the swarm's configs.
     #[command(subcommand)]
     Config(config::ConfigCommand),
+    /// Manage the swarm's secrets (kept encrypted, given only to the tasks that use them).
+    #[command(subcommand)]
+    Secret(config::ConfigCommand),
     /// Manage this node's named volumes.
     #[command(subcommand)]
     Volume(volume::VolumeCommand),
@@ -135,7 +138,8 @@ pub fn main() -> ExitCode {
             Command::Node(cmd) => node::run(cmd, &client(&cli.host)?).await,
             Command::Service(cmd) => service::run(cmd, &client(&cli.host)?).await,
             Command::Network(cmd) => network::run(cmd, &client(&cli.host)?).await,
-            Command::Config(cmd) => config::run(cmd, &client(&cli.host)?).await,
+            Command::Config(cmd) => config::run(cmd, &client(&cli.host)?, "configs").await,
+            Command::Secret(cmd) => config::run(cmd, &client(&cli.host)?, "secrets").await,
             Command::Volume(cmd) => volume::run(cmd, &client(&cli.host)?).await,
             Command::Events(args) => events::run(args, &client(&cli.host)?).await,
             Command::Version(args) => version::run(args, &client(&cli.host)?).await,

@@ -276,6 +276,14 @@ impl Manager {
             .map_err(|e| refuse(ErrorKind::Conflict, e.to_string()))
     }
 
+    /// The cluster data key for a node of `role`: managers only, whose certificate the
+    /// answer's channel (mutual TLS, or a join pinned to the CA) already vouches for.
+    fn data_key_for(&self, role: Role) -> Option<String> {
+        use base64::Engine as _;
+        let key = self.data_key.as_ref().filter(|_| role == Role::Manager)?;
+        Some(base64::engine::general_purpose::STANDARD.encode(key.bytes()))
+    }
+
     /// A node's new certificate carries the role the store says it should have.
     async fn renew(&self, csr: &str, node_id: &str) -> Response {
         let node = match self.store.get::<Node>(node_id) {
@@ -294,6 +302,7 @@ impl Manager {
                 cert_pem,
                 role,
                 members: self.raft.members().unwrap_or_default(),
+                data_key: self.data_key_for(role),
             },
             Err(r) => r,
         }
@@ -376,6 +385,7 @@ impl Manager {
             cert_pem,
             ca_pem: cluster.ca_cert_pem,
             members: self.raft.members().map_err(Response::from)?,
+            data_key: self.data_key_for(role),
         })))
     }
 
@@ -448,6 +458,7 @@ impl Manager {
             cert_pem,
             ca_pem: cluster.ca_cert_pem.clone(),
             members: self.raft.members().map_err(Response::from)?,
+            data_key: self.data_key_for(role),
         })))
     }
 }

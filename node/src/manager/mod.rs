@@ -49,6 +49,10 @@ pub struct Manager {
     pub logs: Arc<logbroker::LogBroker>,
     /// To reach the leader (a follower's `service logs`).
     pub transport: Transport,
+    /// The cluster data key, which seals secrets in the store: made at `swarm init`,
+    /// given to managers as they join or are promoted. None on a manager of a cluster
+    /// made before there were secrets, until a manager that has one renews it.
+    pub data_key: Option<Arc<crate::seal::Key>>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -66,6 +70,7 @@ pub struct ManagerConfig {
     pub force_new_cluster: bool,
     /// Where the store's changes are reported as swarm events (`docker events`).
     pub events: Arc<crate::events::Events>,
+    pub data_key: Option<crate::seal::Key>,
 }
 
 impl Manager {
@@ -91,7 +96,8 @@ impl Manager {
             config.peers,
         )?;
         let store = Store::new(machine, Arc::new(raft.clone()));
-        let dispatcher = Arc::new(Dispatcher::new(store.clone()));
+        let data_key = config.data_key.map(Arc::new);
+        let dispatcher = Arc::new(Dispatcher::new(store.clone(), data_key.clone()));
         let mut tasks = vec![
             raft_task,
             tokio::spawn(crate::events::cluster::run(
@@ -121,6 +127,7 @@ impl Manager {
             dispatcher,
             logs: Arc::default(),
             transport: config.transport,
+            data_key,
             tasks,
         }))
     }

@@ -71,6 +71,9 @@ pub enum Response {
         cert_pem: String,
         role: Role,
         members: Vec<Member>,
+        /// Managers only: the cluster data key (base64), which seals secrets.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        data_key: Option<String>,
     },
     /// Every task the node should know of, and the digest that names this set.
     LogSubscriptions {
@@ -112,6 +115,9 @@ pub struct Joined {
     pub ca_pem: String,
     /// Raft's members, so a joining manager can reach its peers before it applies a thing.
     pub members: Vec<Member>,
+    /// Managers only: the cluster data key (base64), which seals secrets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_key: Option<String>,
 }
 
 /// One task's observed status, from the node that runs it.

@@ -196,6 +196,7 @@ impl Swarm {
             bootstrap,
             force_new_cluster,
             events: self.events.clone(),
+            data_key: self.paths.load_data_key()?,
         })
         .await?;
         match &active.handler {
@@ -270,6 +271,9 @@ impl Swarm {
         let key_pem = root.key_pem().context("a new CA without its key")?;
         self.paths
             .save_certs(&keys.cert_pem, &keys.key_pem, &root.cert_pem())?;
+        // The key that seals the cluster's secrets: on managers' disks only, never in
+        // the store it protects.
+        crate::seal::Key::generate()?.save(&self.paths.data_key())?;
         let identity = tls::Identity::from_pem(&keys.cert_pem, &keys.key_pem)?;
         let transport = Transport::bind(
             listen,
@@ -440,6 +444,7 @@ impl Swarm {
         };
         if joined.role == Role::Manager {
             transport.set_server_config(Some(tls::server_config(root.cert_der(), &identity)?));
+            self.paths.save_data_key(joined.data_key.as_deref())?;
         }
         self.paths.save(&state)?;
         let agent = self.start_agent(&state, &transport);

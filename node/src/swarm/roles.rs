@@ -76,8 +76,12 @@ impl Swarm {
                 cert_pem,
                 role,
                 members,
+                data_key,
             } => {
                 self.install_certificate(active, &cert_pem, &key_pem, role)?;
+                if role == Role::Manager {
+                    self.paths.save_data_key(data_key.as_deref())?;
+                }
                 tracing::info!(%role, "certificate renewed");
                 Ok((role, members))
             }
@@ -147,6 +151,9 @@ impl Swarm {
         {
             Response::Joined(joined) => {
                 self.install_certificate(active, &joined.cert_pem, &key_pem, joined.role)?;
+                if joined.role == Role::Manager {
+                    self.paths.save_data_key(joined.data_key.as_deref())?;
+                }
                 tracing::info!(node = %active.state.node_id, "rejoined the swarm with a new certificate");
                 Ok(())
             }
@@ -196,6 +203,13 @@ impl Swarm {
         self.paths.save(&active.state)?;
         let db = self.paths.db();
         std::fs::remove_dir_all(&db).with_context(|| format!("removing {}", db.display()))?;
+        // A worker holds no key to the cluster's secrets.
+        let key = self.paths.data_key();
+        if let Err(e) = std::fs::remove_file(&key) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                tracing::warn!("removing {}: {e}", key.display());
+            }
+        }
         tracing::info!("demoted: this node is now a worker");
         Ok(())
     }

@@ -1,6 +1,6 @@
 //! What a node keeps of its swarm membership on disk, under `<data-root>/swarm/`:
 //! `state.json`, the certificates (named as dockerd names them), and, on managers,
-//! the Raft and store database `raft/`.
+//! the cluster data key beside them and the Raft and store database `raft/`.
 
 use std::path::{Path, PathBuf};
 
@@ -48,6 +48,35 @@ impl Paths {
     pub fn db(&self) -> PathBuf {
         self.dir.join("raft")
     }
+    /// Managers only: the cluster data key, which seals secrets in the store.
+    pub fn data_key(&self) -> PathBuf {
+        self.certs().join("swarm-data.key")
+    }
+
+    /// The cluster data key kept here, if this node has one.
+    pub fn load_data_key(&self) -> anyhow::Result<Option<crate::seal::Key>> {
+        crate::seal::Key::load(&self.data_key()).context("reading the cluster data key")
+    }
+
+    /// Keeps the data key a manager was given (base64), unless this one is kept already.
+    pub fn save_data_key(&self, encoded: Option<&str>) -> anyhow::Result<()> {
+        use base64::Engine as _;
+        let Some(encoded) = encoded else {
+            return Ok(());
+        };
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(encoded)
+            .context("the cluster data key the manager sent")?;
+        let key = crate::seal::Key::from_bytes(&bytes)?;
+        if self
+            .load_data_key()?
+            .is_some_and(|k| k.bytes() == key.bytes())
+        {
+            return Ok(());
+        }
+        key.save(&self.data_key())?;
+        Ok(())
+    }
 
     pub fn load(&self) -> anyhow::Result<Option<SwarmState>> {
         let path = self.state();
@@ -85,21 +114,7 @@ impl Paths {
     }
 }
 
-/// Write, sync, rename: a crash leaves the old file or the new one, never half of one.
 fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> anyhow::Result<()> {
-    use std::io::Write as _;
-    use std::os::unix::fs::OpenOptionsExt as _;
-    let dir = path.parent().context("a path without a parent")?;
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let tmp = path.with_extension("tmp");
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(mode)
-        .open(&tmp)
-        .with_context(|| format!("writing {}", tmp.display()))?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
-    std::fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))
+    crate::seal::write_private(path, bytes, mode)
+        .with_context(|| format!("writing {}", path.display()))
 }

@@ -142,6 +142,10 @@ pub struct CreateArgs {
     /// `source=name,target=/path,uid=0,gid=0,mode=0444`).
     #[arg(long = "config")]
     pub configs: Vec<String>,
+    /// Give the tasks a secret as a file (`name`, or
+    /// `source=name,target=name,uid=0,gid=0,mode=0444`; under `/run/secrets/`).
+    #[arg(long = "secret")]
+    pub secrets: Vec<String>,
     /// How the service is reached: vip (one virtual IP per network) or dnsrr (DNS round
     /// robin over its tasks).
     #[arg(long = "endpoint-mode", value_parser = ["vip", "dnsrr"])]
@@ -222,6 +226,12 @@ pub struct UpdateArgs {
     /// Remove a Sysctl option.
     #[arg(long = "sysctl-rm")]
     pub sysctl_rm: Vec<String>,
+    /// Add or update a secret on a service.
+    #[arg(long = "secret-add")]
+    pub secret_add: Vec<String>,
+    /// Remove a secret.
+    #[arg(long = "secret-rm")]
+    pub secret_rm: Vec<String>,
     #[command(flatten)]
     pub common: CommonArgs,
     pub service: String,
@@ -538,8 +548,28 @@ pub fn parse_network(flag: &str, v: &str) -> anyhow::Result<Value> {
     Ok(net)
 }
 
+/// Each value of a repeated flag, parsed by `parse` (given the flag, for its errors).
+pub fn parse_each<T>(
+    values: &[String],
+    flag: &str,
+    parse: fn(&str, &str) -> anyhow::Result<T>,
+) -> anyhow::Result<Vec<T>> {
+    values.iter().map(|v| parse(flag, v)).collect()
+}
+
 /// `--config name` or `--config source=name,target=/etc/app.conf,uid=0,gid=0,mode=0440`.
 pub fn parse_config(flag: &str, v: &str) -> anyhow::Result<Value> {
+    parse_file_ref(flag, v, "ConfigName")
+}
+
+/// `--secret name` or `--secret source=name,target=db.pass,uid=0,gid=0,mode=0400` (a
+/// relative target is under `/run/secrets/`).
+pub fn parse_secret(flag: &str, v: &str) -> anyhow::Result<Value> {
+    parse_file_ref(flag, v, "SecretName")
+}
+
+/// A config or secret reference given as a file (`name_key`: whose name it is).
+fn parse_file_ref(flag: &str, v: &str, name_key: &str) -> anyhow::Result<Value> {
     let mut source = String::new();
     let mut file = json!({"UID": "0", "GID": "0", "Mode": 0o444});
     if !v.contains('=') {
@@ -566,7 +596,7 @@ pub fn parse_config(flag: &str, v: &str) -> anyhow::Result<Value> {
     if file.get("Name").is_none() {
         file["Name"] = json!(source);
     }
-    Ok(json!({"ConfigName": source, "File": file}))
+    Ok(json!({name_key: source, "File": file}))
 }
 
 /// `-p [PUBLISHED:]TARGET[/PROTOCOL]` or `-p published=8080,target=80,protocol=udp,mode=host`.
@@ -707,6 +737,10 @@ mod tests {
             json!({"ConfigName": "app", "File": {"Name": "/etc/app.conf", "UID": "1000", "GID": "0", "Mode": 0o440}})
         );
         assert!(parse_config("--config", "target=/x").is_err());
+        assert_eq!(
+            parse_secret("--secret", "source=db,target=pass,mode=0400").unwrap(),
+            json!({"SecretName": "db", "File": {"Name": "pass", "UID": "0", "GID": "0", "Mode": 0o400}})
+        );
         assert!(parse_config("--config", "source=a,mode=rw").is_err());
     }
 

@@ -7,8 +7,8 @@ use serde_json::{json, Map, Value};
 
 use super::flags::{
     bad, check_labels, env_key, expand_env, kv_map, normalize_cap, parse_config, parse_cpus,
-    parse_i64, parse_memory, parse_mount, parse_nanos, parse_network, parse_pref, parse_publish,
-    parse_u64, shell_words, CommonArgs, CreateArgs,
+    parse_each, parse_i64, parse_memory, parse_mount, parse_nanos, parse_network, parse_pref,
+    parse_publish, parse_secret, parse_u64, shell_words, CommonArgs, CreateArgs,
 };
 
 /// Swarm's restart policy when none was given: what a first restart flag starts from.
@@ -62,12 +62,12 @@ pub fn create_spec(a: &CreateArgs) -> anyhow::Result<Value> {
         cs["Labels"] = json!(kv_map(&a.container_labels));
     }
     if !a.configs.is_empty() {
-        let configs = a
-            .configs
-            .iter()
-            .map(|c| parse_config("--config", c))
-            .collect::<anyhow::Result<Vec<_>>>()?;
+        let configs = parse_each(&a.configs, "--config", parse_config)?;
         cs["Configs"] = json!(configs);
+    }
+    if !a.secrets.is_empty() {
+        let secrets = parse_each(&a.secrets, "--secret", parse_secret)?;
+        cs["Secrets"] = json!(secrets);
     }
     if !a.env.is_empty() {
         // A later value for a key replaces an earlier one, in the later one's place.
@@ -79,11 +79,7 @@ pub fn create_spec(a: &CreateArgs) -> anyhow::Result<Value> {
         cs["Env"] = json!(env);
     }
     if !a.mounts.is_empty() {
-        let mounts = a
-            .mounts
-            .iter()
-            .map(|m| parse_mount("--mount", m))
-            .collect::<anyhow::Result<Vec<_>>>()?;
+        let mounts = parse_each(&a.mounts, "--mount", parse_mount)?;
         cs["Mounts"] = json!(mounts);
     }
     if !a.sysctls.is_empty() {
@@ -101,29 +97,17 @@ pub fn create_spec(a: &CreateArgs) -> anyhow::Result<Value> {
         *at(task, &["Placement", "Constraints"]) = json!(a.constraints);
     }
     if !a.placement_prefs.is_empty() {
-        let prefs = a
-            .placement_prefs
-            .iter()
-            .map(|p| parse_pref("--placement-pref", p))
-            .collect::<anyhow::Result<Vec<_>>>()?;
+        let prefs = parse_each(&a.placement_prefs, "--placement-pref", parse_pref)?;
         *at(task, &["Placement", "Preferences"]) = json!(prefs);
     }
     if !a.networks.is_empty() {
-        let mut nets = a
-            .networks
-            .iter()
-            .map(|n| parse_network("--network", n))
-            .collect::<anyhow::Result<Vec<_>>>()?;
+        let mut nets = parse_each(&a.networks, "--network", parse_network)?;
         // Sorted by target, as docker sends them.
         nets.sort_by(|x, y| x["Target"].as_str().cmp(&y["Target"].as_str()));
         task["Networks"] = json!(nets);
     }
     if !a.publish.is_empty() {
-        let ports = a
-            .publish
-            .iter()
-            .map(|p| parse_publish("-p, --publish", p))
-            .collect::<anyhow::Result<Vec<_>>>()?;
+        let ports = parse_each(&a.publish, "-p, --publish", parse_publish)?;
         spec["EndpointSpec"] = json!({"Ports": ports});
     }
     if let Some(mode) = &a.endpoint_mode {

@@ -7,8 +7,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde_json::{json, Value};
 
 use super::flags::{
-    check_labels, env_key, expand_env, kv_map, normalize_cap, parse_mount, parse_network,
-    parse_pref, parse_publish, parse_u64, shell_words, CommonArgs, UpdateArgs,
+    check_labels, env_key, expand_env, kv_map, normalize_cap, parse_each, parse_mount,
+    parse_network, parse_pref, parse_publish, parse_secret, parse_u64, shell_words, CommonArgs,
+    UpdateArgs,
 };
 use super::spec::{apply_common, at, field, strings};
 
@@ -54,6 +55,21 @@ pub fn apply_update(spec: &mut Value, a: &UpdateArgs) -> anyhow::Result<()> {
     if !a.common.cap_add.is_empty() || !a.common.cap_drop.is_empty() {
         update_caps(cs, &a.common.cap_add, &a.common.cap_drop);
     }
+    if !a.secret_add.is_empty() || !a.secret_rm.is_empty() {
+        let add = parse_each(&a.secret_add, "--secret-add", parse_secret)?;
+        let secrets = field(cs, "Secrets");
+        let mut list: Vec<Value> = secrets.as_array().cloned().unwrap_or_default();
+        // Named by name or id; one added again replaces the one given before.
+        list.retain(|s| {
+            let named = |n: &str| s["SecretName"] == n || s["SecretID"] == n;
+            !a.secret_rm.iter().any(|r| named(r))
+                && !add
+                    .iter()
+                    .any(|n| named(n["SecretName"].as_str().unwrap_or_default()))
+        });
+        list.extend(add);
+        *secrets = json!(list);
+    }
 
     let task = at(spec, &["TaskTemplate"]);
     if !a.constraint_add.is_empty() || !a.constraint_rm.is_empty() {
@@ -66,16 +82,8 @@ pub fn apply_update(spec: &mut Value, a: &UpdateArgs) -> anyhow::Result<()> {
         *c = json!(list);
     }
     if !a.placement_pref_add.is_empty() || !a.placement_pref_rm.is_empty() {
-        let rm = a
-            .placement_pref_rm
-            .iter()
-            .map(|p| parse_pref("--placement-pref-rm", p))
-            .collect::<anyhow::Result<Vec<_>>>()?;
-        let add = a
-            .placement_pref_add
-            .iter()
-            .map(|p| parse_pref("--placement-pref-add", p))
-            .collect::<anyhow::Result<Vec<_>>>()?;
+        let rm = parse_each(&a.placement_pref_rm, "--placement-pref-rm", parse_pref)?;
+        let add = parse_each(&a.placement_pref_add, "--placement-pref-add", parse_pref)?;
         let prefs = at(task, &["Placement", "Preferences"]);
         let mut list: Vec<Value> = prefs.as_array().cloned().unwrap_or_default();
         list.retain(|p| {
@@ -86,11 +94,7 @@ pub fn apply_update(spec: &mut Value, a: &UpdateArgs) -> anyhow::Result<()> {
         *prefs = json!(list);
     }
     if !a.network_add.is_empty() || !a.network_rm.is_empty() {
-        let add = a
-            .network_add
-            .iter()
-            .map(|n| parse_network("--network-add", n))
-            .collect::<anyhow::Result<Vec<_>>>()?;
+        let add = parse_each(&a.network_add, "--network-add", parse_network)?;
         let nets = field(task, "Networks");
         let mut list: Vec<Value> = nets.as_array().cloned().unwrap_or_default();
         list.retain(|n| {
@@ -116,11 +120,7 @@ pub fn apply_update(spec: &mut Value, a: &UpdateArgs) -> anyhow::Result<()> {
     }
 
     if !a.publish_add.is_empty() || !a.publish_rm.is_empty() {
-        let add = a
-            .publish_add
-            .iter()
-            .map(|p| parse_publish("--publish-add", p))
-            .collect::<anyhow::Result<Vec<_>>>()?;
+        let add = parse_each(&a.publish_add, "--publish-add", parse_publish)?;
         let ports = at(spec, &["EndpointSpec", "Ports"]);
         let mut list: Vec<Value> = ports.as_array().cloned().unwrap_or_default();
         list.retain(|p| {

@@ -9,7 +9,7 @@ pub mod tasks;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::sync::broadcast::error::RecvError;
@@ -26,13 +26,16 @@ pub struct Dispatcher {
     store: Store,
     /// When each node last reported to this manager, while it leads.
     seen: Mutex<HashMap<String, Instant>>,
+    /// Opens secrets for the assignments of the nodes whose tasks use them.
+    data_key: Option<Arc<crate::seal::Key>>,
 }
 
 impl Dispatcher {
-    pub fn new(store: Store) -> Self {
+    pub fn new(store: Store, data_key: Option<Arc<crate::seal::Key>>) -> Self {
         Dispatcher {
             store,
             seen: Mutex::new(HashMap::new()),
+            data_key,
         }
     }
 

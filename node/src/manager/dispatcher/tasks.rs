@@ -7,8 +7,9 @@ use std::hash::{Hash, Hasher};
 use std::time::Duration;
 
 use super::Dispatcher;
-use crate::manager::objects::task::TaskConfig;
-use crate::manager::objects::{Config, Task, TaskState};
+use crate::manager::objects::service::{ConfigFile, FileReference};
+use crate::manager::objects::task::TaskFile;
+use crate::manager::objects::{Config, Secret, Task, TaskState};
 use crate::manager::rpc::StatusUpdate;
 use crate::manager::store::{Action, Error, ErrorKind, Kind};
 
@@ -50,16 +51,45 @@ impl Dispatcher {
             })
             .collect();
         tasks.sort_by(|a, b| a.id.cmp(&b.id));
-        if tasks
-            .iter()
-            .any(|t| !t.spec.container_spec.configs.is_empty())
-        {
+        let uses = |f: fn(&Task) -> bool| tasks.iter().any(f);
+        let (configs, secrets) = (
+            uses(|t| !t.spec.container_spec.configs.is_empty()),
+            uses(|t| !t.spec.container_spec.secrets.is_empty()),
+        );
+        if configs {
             let configs = self.store.list::<Config>()?;
             for t in &mut tasks {
-                t.configs = given_configs(t, &configs);
+                t.configs = given_files(&t.spec.container_spec.configs, |id| {
+                    let c = configs.iter().find(|c| c.id == id)?;
+                    Some(c.spec.data.clone())
+                });
+            }
+        }
+        if secrets {
+            let secrets = self.store.list::<Secret>()?;
+            for t in &mut tasks {
+                t.secrets = given_files(&t.spec.container_spec.secrets, |id| {
+                    self.open_secret(secrets.iter().find(|s| s.id == id)?)
+                });
             }
         }
         Ok(tasks)
+    }
+
+    /// A secret's data in the clear, for a node's assignments; none (logged) if it does
+    /// not open, and the task then runs without it rather than with wrong data.
+    fn open_secret(&self, secret: &Secret) -> Option<Vec<u8>> {
+        let Some(key) = &self.data_key else {
+            tracing::error!(secret = %secret.spec.annotations.name, "no cluster data key here to open secrets with");
+            return None;
+        };
+        match secret.open(key) {
+            Ok(data) => Some(data),
+            Err(e) => {
+                tracing::error!(secret = %secret.spec.annotations.name, "opening the secret: {e}");
+                None
+            }
+        }
     }
 
     /// Records what `node_id` says of its tasks. A node speaks for its own tasks only, and
@@ -106,23 +136,23 @@ fn digest(tasks: &[Task]) -> String {
     format!("{:016x}", hasher.finish())
 }
 
-/// The configs `task`'s spec names, with their data, as files in its container. One that
-/// is gone is left out (the API refuses to remove a config in use).
-fn given_configs(task: &Task, configs: &[Config]) -> Vec<TaskConfig> {
-    task.spec
-        .container_spec
-        .configs
-        .iter()
+/// The configs or secrets a task's spec names, with their data (`data` of an id), as
+/// files in its container. One that is gone is left out (the API refuses to remove one in
+/// use).
+fn given_files<R: FileReference>(
+    refs: &[R],
+    data: impl Fn(&str) -> Option<Vec<u8>>,
+) -> Vec<TaskFile> {
+    refs.iter()
         .filter_map(|r| {
-            let config = configs.iter().find(|c| c.id == r.config_id)?;
-            let file = r.file.as_ref()?;
-            Some(TaskConfig {
-                config_id: config.id.clone(),
+            let file: &ConfigFile = r.file().as_ref()?;
+            Some(TaskFile {
+                id: r.id().to_string(),
                 target: file.name.clone(),
                 uid: file.uid.parse().unwrap_or(0),
                 gid: file.gid.parse().unwrap_or(0),
                 mode: if file.mode == 0 { 0o444 } else { file.mode },
-                data: config.spec.data.clone(),
+                data: data(r.id())?,
             })
         })
         .collect()

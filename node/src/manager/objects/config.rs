@@ -21,12 +21,19 @@ object!(Config, Kind::Config);
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct ConfigSpec {
-    pub name: String,
-    #[serde(default)]
-    pub labels: BTreeMap<String, String>,
+    #[serde(flatten)]
+    pub annotations: Annotations,
     /// The content, as given (the API carries it in base64).
     #[serde(default, with = "base64_bytes")]
     pub data: Vec<u8>,
+}
+
+/// What names a config or a secret, as swarmkit's `Annotations`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Annotations {
+    pub name: String,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
 }
 
 /// Bytes kept as base64 in the store's JSON, not as an array of numbers.

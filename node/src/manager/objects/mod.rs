@@ -1,11 +1,11 @@
 //! The cluster's objects, after swarmkit's `api/objects.proto`: what the store holds and
-//! Raft replicates. Secrets join these with the store's encryption at rest; their table
-//! is already named.
+//! Raft replicates.
 
 mod cluster;
 pub mod config;
 pub mod network;
 mod node;
+pub mod secret;
 pub mod service;
 pub mod task;
 pub mod update;
@@ -16,5 +16,6 @@ pub use network::{Attachment, Network, NetworkSpec};
 pub use node::{
     Availability, ManagerStatus, Node, NodeDescription, NodeSpec, NodeState, NodeStatus,
 };
+pub use secret::{Secret, SecretSpec};
 pub use service::{Service, ServiceMode, ServiceSpec, TaskSpec};
 pub use task::{Task, TaskState, TaskStatus};

@@ -251,6 +251,8 @@ pub struct ContainerSpec {
     pub cap_drop: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub configs: Vec<ConfigReference>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secrets: Vec<SecretReference>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub healthcheck: Option<HealthConfig>,
     #[serde(flatten)]
@@ -288,6 +290,53 @@ pub struct ConfigReference {
     pub extra: Map<String, Value>,
 }
 
+/// The Engine API's `SecretReference`: a secret given to the task as a file.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "PascalCase")]
+pub struct SecretReference {
+    #[serde(default, rename = "SecretID")]
+    pub secret_id: String,
+    #[serde(default)]
+    pub secret_name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<ConfigFile>,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// What config and secret references share, so that one piece of code resolves both.
+pub trait FileReference {
+    /// The object's id and name, and how it is given as a file.
+    fn parts(&mut self) -> (&mut String, &mut String, &mut Option<ConfigFile>);
+    fn id(&self) -> &str;
+    fn file(&self) -> &Option<ConfigFile>;
+}
+
+impl FileReference for ConfigReference {
+    fn parts(&mut self) -> (&mut String, &mut String, &mut Option<ConfigFile>) {
+        (&mut self.config_id, &mut self.config_name, &mut self.file)
+    }
+    fn id(&self) -> &str {
+        &self.config_id
+    }
+    fn file(&self) -> &Option<ConfigFile> {
+        &self.file
+    }
+}
+
+impl FileReference for SecretReference {
+    fn parts(&mut self) -> (&mut String, &mut String, &mut Option<ConfigFile>) {
+        (&mut self.secret_id, &mut self.secret_name, &mut self.file)
+    }
+    fn id(&self) -> &str {
+        &self.secret_id
+    }
+    fn file(&self) -> &Option<ConfigFile> {
+        &self.file
+    }
+}
+
+/// How a config or secret is a file in the container (`Name`: its path there).
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "PascalCase")]
 pub struct ConfigFile {

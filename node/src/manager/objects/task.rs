@@ -39,13 +39,20 @@ pub struct Task {
     /// dispatcher in a node's assignments (so that the node keeps them for a restart with
     /// no manager), never in the store, which holds each config once.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub configs: Vec<TaskConfig>,
+    pub configs: Vec<TaskFile>,
+    /// The secrets the task's container is given, in the clear: as `configs`, filled in
+    /// only in a node's assignments, which travel over mutual TLS. The store holds them
+    /// sealed; the node seals them again with its own key before it saves its tasks.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secrets: Vec<TaskFile>,
 }
 
-/// A config as a file in a task's container.
+/// A config or secret as a file in a task's container.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TaskConfig {
-    pub config_id: String,
+pub struct TaskFile {
+    /// The config's or secret's id (`config_id` in files saved before secrets).
+    #[serde(alias = "config_id")]
+    pub id: String,
     /// Absolute, in the container.
     pub target: String,
     pub uid: u32,

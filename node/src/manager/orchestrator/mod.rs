@@ -160,6 +160,7 @@ pub fn new_task(service: &Service, slot: u64, node_id: &str) -> Task {
         networks: Vec::new(),
         endpoint: Default::default(),
         configs: Vec::new(),
+        secrets: Vec::new(),
     }
 }
 

@@ -41,6 +41,7 @@ fn task(id: &str, service: &str) -> Task {
         networks: Vec::new(),
         endpoint: Default::default(),
         configs: Vec::new(),
+        secrets: Vec::new(),
     }
 }
 
