@@ -477,6 +477,13 @@ fn the_docker_cli_drives_a_swarm() {
         ],
     );
     assert_eq!(settings.trim(), "2 2s");
+    // Not built yet, so refused rather than pretended.
+    let out = manager.docker(&["swarm", "update", "--autolock=true"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("autolock is not supported by covey yet"),
+        "{err}"
+    );
     let counts = ok(
         manager,
         &[

@@ -121,6 +121,12 @@ const NANOS: u64 = 1_000_000_000;
 
 /// Docker's ClusterSpec onto ours: what covey has a place for; bad values refused.
 fn spec_from_docker(spec: &Value, mut ours: ClusterSpec) -> Result<ClusterSpec> {
+    // Refused rather than ignored: a user would think the managers' keys locked.
+    if spec["EncryptionConfig"]["AutoLockManagers"].as_bool() == Some(true) {
+        return Err(ApiError::bad_request(
+            "autolock is not supported by covey yet: the managers' keys are not locked",
+        ));
+    }
     if let Some(name) = spec["Name"].as_str().filter(|n| !n.is_empty()) {
         ours.name = name.to_string();
     }
