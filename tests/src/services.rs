@@ -122,6 +122,13 @@ pub fn containers_on(swarm: &Swarm, i: usize, prefix: &str) -> Vec<String> {
         .collect()
 }
 
+/// The pid of `container` on node `i` ("0" once it has ended).
+pub fn pid_of(swarm: &Swarm, i: usize, container: &str) -> String {
+    let out = swarm.node(i).covey_ok(&["container", "inspect", container]);
+    let v: Value = serde_json::from_str(&out).unwrap_or_default();
+    v[0]["State"]["Pid"].to_string()
+}
+
 /// A power cut on node `i`: its daemon, its runtime helpers and the processes `pids` (its
 /// containers') are killed at once; returns when all are dead, with the pids killed.
 pub fn power_cut(swarm: &mut Swarm, i: usize, pids: Vec<String>) -> Vec<String> {

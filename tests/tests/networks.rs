@@ -302,15 +302,7 @@ fn after_a_power_cut_with_no_manager_tasks_find_their_overlay_peers_again() {
     swarm.daemons[0].crash();
     let pids: Vec<String> = containers_on(&swarm, 2, "peer")
         .iter()
-        .map(|c| {
-            stdout(
-                &swarm
-                    .node(2)
-                    .docker(&["inspect", "-f", "{{.State.Pid}}", c]),
-            )
-            .trim()
-            .to_string()
-        })
+        .map(|c| pid_of(&swarm, 2, c))
         .collect();
     let victims = power_cut(&mut swarm, 2, pids);
     let netns = swarm.node(2).root.path().join("run/netns");
@@ -333,13 +325,8 @@ fn after_a_power_cut_with_no_manager_tasks_find_their_overlay_peers_again() {
         Duration::from_secs(60),
         || {
             containers_on(&swarm, 2, "peer").into_iter().find(|c| {
-                let pid = stdout(
-                    &swarm
-                        .node(2)
-                        .docker(&["inspect", "-f", "{{.State.Pid}}", c]),
-                );
-                let pid = pid.trim();
-                pid != "0" && !pid.is_empty() && !victims.iter().any(|v| v == pid)
+                let pid = pid_of(&swarm, 2, c);
+                pid != "0" && !pid.is_empty() && !victims.contains(&pid)
             })
         },
     );

@@ -9,12 +9,6 @@ use covey_tests::swarm::{eventually, Swarm};
 use serde_json::Value;
 
 /// A running container's pid on node `i` ("0" when it is not running).
-fn pid_of(swarm: &Swarm, i: usize, container: &str) -> String {
-    let out = swarm.node(i).covey_ok(&["container", "inspect", container]);
-    let v: Value = serde_json::from_str(&out).unwrap_or_default();
-    v[0]["State"]["Pid"].to_string()
-}
-
 fn node_id(swarm: &Swarm, i: usize) -> String {
     swarm.id_of(1, i).expect("node id")
 }

@@ -171,8 +171,8 @@ pub async fn move_to(
         .map_err(nl(format!("moving {name}")))
 }
 
-/// Puts `name` on bridge `bridge` and brings it up.
-pub async fn enslave(handle: &Handle, name: &str, bridge: &str) -> Result<(), Error> {
+/// Puts `name` on bridge `bridge` and brings it up: its index.
+pub async fn enslave(handle: &Handle, name: &str, bridge: &str) -> Result<u32, Error> {
     let i = must_index(handle, name).await?;
     let b = must_index(handle, bridge).await?;
     handle
@@ -180,7 +180,8 @@ pub async fn enslave(handle: &Handle, name: &str, bridge: &str) -> Result<(), Er
         .set(LinkUnspec::new_with_index(i).controller(b).up().build())
         .execute()
         .await
-        .map_err(nl(format!("putting {name} on {bridge}")))
+        .map_err(nl(format!("putting {name} on {bridge}")))?;
+    Ok(i)
 }
 
 /// Sets `name`'s MAC address and MTU, and brings it up.

@@ -38,7 +38,7 @@ pub async fn connect(root: &Path, ingress: &Attachment, mtu: u32) -> Result<(), 
         })
         .await?;
         netns::run_in(Some(sandbox), |h| {
-            Box::pin(async move { links::enslave(&h, SANDBOX_END, "br0").await })
+            Box::pin(async move { links::enslave(&h, SANDBOX_END, "br0").await.map(drop) })
         })
         .await?;
     }

@@ -5,6 +5,7 @@
 //! TAP device (`tq-<vni>`) whose frames the QUIC data path carries (`tunnel`). A task's
 //! namespace gets one veth per network, whose other end is on that bridge.
 
+use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
 use ipnet::Ipv4Net;
@@ -88,7 +89,7 @@ pub async fn attach(
         })
         .await?;
         netns::run_in(Some(sandbox), move |h| {
-            Box::pin(async move { links::enslave(&h, &outer, BRIDGE).await })
+            Box::pin(async move { links::enslave(&h, &outer, BRIDGE).await.map(drop) })
         })
         .await?;
         let address = a.address;
@@ -125,7 +126,7 @@ pub async fn set_peers(root: &Path, tunnel: &Tunnel, peers: &Peers) -> Result<()
                 Box::pin(async move {
                     // The longest frame either path's tasks send.
                     links::set_mtu(&h, &tap_name(vni), MTU).await?;
-                    links::enslave(&h, &tap_name(vni), BRIDGE).await
+                    links::enslave(&h, &tap_name(vni), BRIDGE).await.map(drop)
                 })
             })
             .await?;
@@ -136,40 +137,47 @@ pub async fn set_peers(root: &Path, tunnel: &Tunnel, peers: &Peers) -> Result<()
         return Ok(());
     }
     tunnel.remove(vni);
-    let addrs: Vec<std::net::Ipv4Addr> = peers.nodes.iter().map(|p| p.addr).collect();
-    let has_vxlan = netns::run_in(Some(path.clone()), move |h| {
-        Box::pin(async move { Ok(links::index(&h, &vxlan_name(vni)).await?.is_some()) })
+    let addrs: Vec<Ipv4Addr> = peers.nodes.iter().map(|p| p.addr).collect();
+    // The usual case, a device already there: one trip into the namespace.
+    let wanted = addrs.clone();
+    let flooded = netns::run_in(Some(path.clone()), move |h| {
+        Box::pin(async move {
+            match links::index(&h, &vxlan_name(vni)).await? {
+                Some(vx) => flood_exactly(&h, vx, &wanted).await.map(|()| true),
+                None => Ok(false),
+            }
+        })
     })
     .await?;
-    if !has_vxlan {
-        let file = netns::open(&path)?;
-        netns::run_in(None, move |h| {
-            Box::pin(async move {
-                links::vxlan(&h, &vxlan_name(vni), vni, MTU, netns::raw(&file)).await
-            })
-        })
-        .await?;
-        netns::run_in(Some(path.clone()), move |h| {
-            Box::pin(async move { links::enslave(&h, &vxlan_name(vni), BRIDGE).await })
-        })
-        .await?;
+    if flooded {
+        return Ok(());
     }
+    let file = netns::open(&path)?;
+    netns::run_in(None, move |h| {
+        Box::pin(
+            async move { links::vxlan(&h, &vxlan_name(vni), vni, MTU, netns::raw(&file)).await },
+        )
+    })
+    .await?;
     netns::run_in(Some(path), move |h| {
         Box::pin(async move {
-            let Some(vx) = links::index(&h, &vxlan_name(vni)).await? else {
-                return Ok(());
-            };
-            let have = links::flood_list(&h, vx).await?;
-            for gone in have.iter().filter(|p| !addrs.contains(p)) {
-                links::flood_del(&h, vx, *gone).await?;
-            }
-            for new in addrs.iter().filter(|p| !have.contains(p)) {
-                links::flood_add(&h, vx, *new).await?;
-            }
-            Ok(())
+            let vx = links::enslave(&h, &vxlan_name(vni), BRIDGE).await?;
+            flood_exactly(&h, vx, &addrs).await
         })
     })
     .await
+}
+
+/// Makes VXLAN device `vx` flood to exactly `peers`.
+async fn flood_exactly(h: &rtnetlink::Handle, vx: u32, peers: &[Ipv4Addr]) -> Result<(), Error> {
+    let have = links::flood_list(h, vx).await?;
+    for gone in have.iter().filter(|p| !peers.contains(p)) {
+        links::flood_del(h, vx, *gone).await?;
+    }
+    for new in peers.iter().filter(|p| !have.contains(p)) {
+        links::flood_add(h, vx, *new).await?;
+    }
+    Ok(())
 }
 
 pub fn tap_name(vni: u32) -> String {
