@@ -33,7 +33,8 @@
 //! - Loss ([`Net::set_loss`]): an nftables table in the node's namespace that drops a
 //!   share of packets at random on `eth0`, in and out, each way on its own; between a lossy
 //!   node and a clean one a round trip is lost with about `1-(1-P)^2`. (This kernel has no
-//!   netem.)
+//!   netem.) [`Net::set_send_loss`] drops on the way out only: with it on every node,
+//!   each way between two nodes loses `P`, as on one lossy link.
 //! - Delay ([`Net::set_delay`]): the ports leave the bridge and are joined instead by a
 //!   userspace switch in this process that holds every frame for the delay (see
 //!   `switch.rs`); a round trip then takes at least twice the delay.
@@ -225,12 +226,26 @@ impl Net {
     /// firewall drop on output does: QUIC and TCP carry on, but busybox `ping` gives up,
     /// so ping a lossy node from another one.
     pub fn set_loss(&self, i: usize, percent: u32) -> anyhow::Result<()> {
+        self.loss(i, percent, true)
+    }
+
+    /// Drops `percent` of the packets node `i` sends (and forwards) out of `eth0`, and
+    /// nothing it receives: when every node has it, each way between any two of them
+    /// loses `percent`, as on one lossy link (with [`Net::set_loss`] on both ends, a
+    /// packet would cross two drops). Replaces an earlier loss.
+    pub fn set_send_loss(&self, i: usize, percent: u32) -> anyhow::Result<()> {
+        self.loss(i, percent, false)
+    }
+
+    fn loss(&self, i: usize, percent: u32, inbound: bool) -> anyhow::Result<()> {
         ensure!(percent <= 100, "loss of {percent}%");
         // nftables' numgen compares against 0-99: a total cut is a plain drop.
         let drop = |dir: &str| match percent {
             100 => format!("{dir}name \"eth0\" drop"),
             p => format!("{dir}name \"eth0\" numgen random mod 100 < {p} drop"),
         };
+        let in_ = if inbound { drop("iif") } else { String::new() };
+        let out = drop("oif");
         // Forwarded packets (to and from containers behind the node) cross the link too.
         let script = format!(
             "add table inet {LOSS_TABLE}\n\
@@ -240,8 +255,6 @@ impl Net {
              chain forward {{ type filter hook forward priority -300; {in_}; {out}; }}\n\
              chain output {{ type filter hook output priority -300; {out}; }}\n\
              }}\n",
-            in_ = drop("iif"),
-            out = drop("oif"),
         );
         self.nft(i, &script)
     }

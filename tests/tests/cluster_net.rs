@@ -103,6 +103,17 @@ fn loss_drops_packets_until_cleared() {
     assert_eq!((p.sent, p.received), (100, 100), "after clear_loss: {p:?}");
     // Clearing twice is harmless.
     net.clear_loss(1).unwrap();
+
+    // On the way out only: 40% of the replies, and about 40% of round trips, are lost.
+    net.set_send_loss(1, 40).unwrap();
+    let p = ping(&net, 2, net.node_ip(1), 200, "0.01");
+    assert!(
+        (10.0..=70.0).contains(&p.loss_percent()),
+        "40% loss out lost {}% of pings: {}",
+        p.loss_percent(),
+        p.output
+    );
+    net.clear_loss(1).unwrap();
 }
 
 #[test]

@@ -224,7 +224,7 @@ fn active_phases(cl: &mut Cluster, cfg: &Config, f: &mut Figures) -> anyhow::Res
         if c == 1 {
             cl.net.set_delay(Duration::from_millis(100))?;
             for i in 1..=MANAGERS {
-                cl.net.set_loss(i, 10)?;
+                cl.net.set_send_loss(i, 10)?;
             }
         }
         println!("== {name}, {condition}: {} sequential writes", cfg.writes);
