@@ -79,18 +79,7 @@ impl Key {
 
     /// Seals `plain` for `context` under a new random nonce.
     pub fn seal(&self, plain: &[u8], context: &str) -> Result<Sealed, SealError> {
-        let mut nonce = [0u8; NONCE_LEN];
-        SystemRandom::new()
-            .fill(&mut nonce)
-            .map_err(|_| SealError::Random)?;
-        let mut data = plain.to_vec();
-        self.aead()
-            .seal_in_place_append_tag(
-                Nonce::assume_unique_for_key(nonce),
-                Aad::from(context.as_bytes()),
-                &mut data,
-            )
-            .map_err(|_| SealError::Random)?;
+        let (nonce, data) = self.seal_parts(plain, context.as_bytes())?;
         Ok(Sealed {
             nonce: nonce.to_vec(),
             data,
@@ -100,13 +89,62 @@ impl Key {
     /// The plaintext of `sealed`, if it was sealed by this key for `context` and not
     /// changed since.
     pub fn open(&self, sealed: &Sealed, context: &str) -> Result<Vec<u8>, SealError> {
-        let nonce = Nonce::try_assume_unique_for_key(&sealed.nonce).map_err(|_| SealError::Open)?;
-        let mut data = sealed.data.clone();
+        self.open_parts(&sealed.nonce, sealed.data.clone(), context.as_bytes())
+    }
+
+    /// As [`Key::seal`], as one byte string (the nonce, then the ciphertext and its
+    /// tag): for values with no room for structure, such as the store's rows.
+    pub fn seal_bytes(&self, plain: &[u8], context: &[u8]) -> Result<Vec<u8>, SealError> {
+        let (nonce, data) = self.seal_parts(plain, context)?;
+        let mut out = Vec::with_capacity(NONCE_LEN + data.len());
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(&data);
+        Ok(out)
+    }
+
+    /// The plaintext of what [`Key::seal_bytes`] made for `context`.
+    pub fn open_bytes(&self, sealed: &[u8], context: &[u8]) -> Result<Vec<u8>, SealError> {
+        if sealed.len() < NONCE_LEN {
+            return Err(SealError::Open);
+        }
+        let (nonce, data) = sealed.split_at(NONCE_LEN);
+        self.open_parts(nonce, data.to_vec(), context)
+    }
+
+    fn seal_parts(
+        &self,
+        plain: &[u8],
+        context: &[u8],
+    ) -> Result<([u8; NONCE_LEN], Vec<u8>), SealError> {
+        let mut nonce = [0u8; NONCE_LEN];
+        SystemRandom::new()
+            .fill(&mut nonce)
+            .map_err(|_| SealError::Random)?;
+        let mut data = plain.to_vec();
+        self.aead()
+            .seal_in_place_append_tag(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(context),
+                &mut data,
+            )
+            .map_err(|_| SealError::Random)?;
+        Ok((nonce, data))
+    }
+
+    fn open_parts(
+        &self,
+        nonce: &[u8],
+        mut data: Vec<u8>,
+        context: &[u8],
+    ) -> Result<Vec<u8>, SealError> {
+        let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| SealError::Open)?;
         let plain = self
             .aead()
-            .open_in_place(nonce, Aad::from(context.as_bytes()), &mut data)
+            .open_in_place(nonce, Aad::from(context), &mut data)
             .map_err(|_| SealError::Open)?;
-        Ok(plain.to_vec())
+        let len = plain.len();
+        data.truncate(len);
+        Ok(data)
     }
 
     /// The key kept at `path`, if there is one.
@@ -214,6 +252,21 @@ mod tests {
             key.open(&sealed, "secret-2"),
             Err(SealError::Open)
         ));
+    }
+
+    #[test]
+    fn the_byte_form_round_trips_and_refuses_tampering() {
+        let key = Key::generate().unwrap();
+        let sealed = key.seal_bytes(b"row", b"o/service/x").unwrap();
+        assert_eq!(key.open_bytes(&sealed, b"o/service/x").unwrap(), b"row");
+        assert!(key.open_bytes(&sealed, b"o/service/y").is_err());
+        for i in 0..sealed.len() {
+            let mut bad = sealed.clone();
+            bad[i] ^= 1;
+            assert!(key.open_bytes(&bad, b"o/service/x").is_err(), "byte {i}");
+        }
+        assert!(key.open_bytes(&sealed[..5], b"o/service/x").is_err());
+        assert!(key.open_bytes(&[], b"o/service/x").is_err());
     }
 
     #[test]

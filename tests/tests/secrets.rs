@@ -121,16 +121,16 @@ fn a_secret_reaches_only_its_node_and_no_disk() {
         saved.contains("\"secrets\""),
         "the secrets are saved, sealed: {saved}"
     );
-    // The control: a config's data, kept in the clear (as base64 in JSON), is found by
-    // the same search.
+    // The control: the store's rows are sealed too, but their keys (kinds and ids) are
+    // in the clear, and the same search finds a new config's id in the database.
     let control = src.path().join("control");
     std::fs::write(&control, "covey-control-Vb3kP8").expect("writing the control");
-    node.covey_ok(&["config", "create", "control", &control.to_string_lossy()]);
-    let control = base64::engine::general_purpose::STANDARD.encode("covey-control-Vb3kP8");
+    let id = node.covey_ok(&["config", "create", "control", &control.to_string_lossy()]);
+    let row = format!("o/config/{}", id.trim());
     eventually(
-        "the config's data on the manager's disk",
+        "the config's row on the manager's disk",
         Duration::from_secs(20),
-        || (!holding(&node.data(), &control[..20]).is_empty()).then_some(()),
+        || (!holding(&node.data(), &row).is_empty()).then_some(()),
     );
     for i in 1..=3 {
         let data = swarm.node(i).data();

@@ -477,13 +477,29 @@ fn the_docker_cli_drives_a_swarm() {
         ],
     );
     assert_eq!(settings.trim(), "2 2s");
-    // Not built yet, so refused rather than pretended.
-    let out = manager.docker(&["swarm", "update", "--autolock=true"]);
+    // Autolock through the docker CLI: the key it prints is the one unlock-key shows, and
+    // a new one after a rotation. (tests/autolock.rs restarts locked managers.)
+    let out = ok(manager, &["swarm", "update", "--autolock=true"]);
+    let key = out
+        .split_whitespace()
+        .find(|w| w.starts_with("SWMKEY-1-"))
+        .unwrap_or_else(|| panic!("no unlock key printed: {out}"))
+        .to_string();
+    assert_eq!(ok(manager, &["swarm", "unlock-key", "-q"]).trim(), key);
+    let rotated = ok(manager, &["swarm", "unlock-key", "--rotate", "-q"]);
+    assert!(
+        rotated.starts_with("SWMKEY-1-") && rotated.trim() != key,
+        "{rotated}"
+    );
+    ok(manager, &["swarm", "update", "--autolock=false"]);
+    let out = manager.docker(&["swarm", "unlock-key"]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        !out.status.success() && err.contains("autolock is not supported by covey yet"),
+        !out.status.success() && err.contains("no unlock key is set"),
         "{err}"
     );
+    let out = manager.docker(&["swarm", "unlock-key", "--rotate"]);
+    assert!(!out.status.success());
     let counts = ok(
         manager,
         &[

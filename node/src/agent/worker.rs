@@ -108,14 +108,10 @@ struct Controller {
 }
 
 impl Worker {
-    /// Starts the worker, and the tasks it was last assigned.
-    pub fn start(exec: Executor, dir: &Path) -> Arc<Worker> {
+    /// Starts the worker, and the tasks it was last assigned. `key` seals their secrets in
+    /// the saved assignments (none: secrets are not saved).
+    pub fn start(exec: Executor, dir: &Path, key: Option<Key>) -> Arc<Worker> {
         let file = dir.join("tasks.json");
-        let key = Key::load_or_create(&dir.join("node.key"))
-            .inspect_err(|e| {
-                tracing::warn!("agent: the node key: {e}; secrets will not be kept for a restart")
-            })
-            .ok();
         let worker = Arc::new(Worker {
             exec,
             reporter: Arc::new(Reporter::default()),

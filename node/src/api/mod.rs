@@ -80,6 +80,8 @@ pub fn app(node: Arc<Node>) -> App {
         .route("/swarm/join", post(swarm::join))
         .route("/swarm/leave", post(swarm::leave))
         .route("/swarm/update", post(swarm::update))
+        .route("/swarm/unlockkey", get(swarm::unlock_key))
+        .route("/swarm/unlock", post(swarm::unlock))
         .route("/nodes", get(nodes::list))
         .route("/nodes/{id}", get(nodes::inspect).delete(nodes::remove))
         .route("/nodes/{id}/update", post(nodes::update))

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use axum::extract::{Query, State};
+use axum::http::StatusCode;
 use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -13,7 +14,7 @@ use crate::daemon::Node;
 use crate::manager::ca::{JoinToken, RootCa};
 use crate::manager::objects::{Cluster, ClusterSpec};
 use crate::manager::store::Action;
-use crate::swarm::{InitOptions, JoinOptions};
+use crate::swarm::{lock, InitOptions, JoinOptions};
 
 type Result<T> = std::result::Result<T, ApiError>;
 
@@ -87,6 +88,7 @@ pub struct UpdateQuery {
     version: Option<u64>,
     rotate_worker_token: Option<bool>,
     rotate_manager_token: Option<bool>,
+    rotate_manager_unlock_key: Option<bool>,
 }
 
 pub async fn update(
@@ -100,6 +102,19 @@ pub async fn update(
         cluster.meta.version = version;
     }
     cluster.spec = spec_from_docker(&spec, cluster.spec.clone())?;
+    let rotate_unlock_key = q.rotate_manager_unlock_key.unwrap_or(false);
+    if rotate_unlock_key && !cluster.spec.autolock_managers {
+        return Err(ApiError::bad_request(
+            "cannot rotate the unlock key: autolock is not turned on",
+        ));
+    }
+    cluster.unlock_key = match (&cluster.unlock_key, cluster.spec.autolock_managers) {
+        (_, false) => None,
+        (Some(key), true) if !rotate_unlock_key => Some(key.clone()),
+        (_, true) => Some(lock::format_unlock_key(&lock::new_unlock_key().map_err(
+            |e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        )?)),
+    };
     if q.rotate_worker_token.unwrap_or(false) || q.rotate_manager_token.unwrap_or(false) {
         let root = RootCa::from_pem(&cluster.ca_cert_pem, None)
             .map_err(|e| ApiError::bad_request(e.to_string()))?;
@@ -117,15 +132,40 @@ pub async fn update(
     Ok(())
 }
 
+/// `GET /swarm/unlockkey`: the key that unlocks a restarted manager, empty if the swarm
+/// is not autolocked.
+pub async fn unlock_key(State(node): State<Arc<Node>>) -> Result<Json<Value>> {
+    let manager = super::lookup::manager(&node).await?;
+    let cluster = manager.cluster()?;
+    Ok(Json(
+        json!({"UnlockKey": cluster.unlock_key.unwrap_or_default()}),
+    ))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct UnlockRequest {
+    unlock_key: String,
+}
+
+/// `POST /swarm/unlock`.
+pub async fn unlock(State(node): State<Arc<Node>>, Json(req): Json<UnlockRequest>) -> Result<()> {
+    node.swarm.unlock(&req.unlock_key).await.map_err(|e| {
+        let status = match e.downcast_ref::<lock::LockError>() {
+            Some(lock::LockError::WrongKey | lock::LockError::BadKey(_)) => StatusCode::BAD_REQUEST,
+            _ if e.to_string() == "swarm is not locked" => StatusCode::CONFLICT,
+            _ => return ApiError::swarm(e),
+        };
+        ApiError::new(status, format!("{e:#}"))
+    })
+}
+
 const NANOS: u64 = 1_000_000_000;
 
 /// Docker's ClusterSpec onto ours: what covey has a place for; bad values refused.
 fn spec_from_docker(spec: &Value, mut ours: ClusterSpec) -> Result<ClusterSpec> {
-    // Refused rather than ignored: a user would think the managers' keys locked.
-    if spec["EncryptionConfig"]["AutoLockManagers"].as_bool() == Some(true) {
-        return Err(ApiError::bad_request(
-            "autolock is not supported by covey yet: the managers' keys are not locked",
-        ));
+    if let Some(on) = spec["EncryptionConfig"]["AutoLockManagers"].as_bool() {
+        ours.autolock_managers = on;
     }
     if let Some(name) = spec["Name"].as_str().filter(|n| !n.is_empty()) {
         ours.name = name.to_string();
@@ -188,7 +228,7 @@ pub fn cluster_json(cluster: &Cluster) -> Value {
             "Dispatcher": {"HeartbeatPeriod": spec.heartbeat_period_secs * NANOS},
             "CAConfig": {"NodeCertExpiry": spec.node_cert_expiry_secs * NANOS},
             "TaskDefaults": {},
-            "EncryptionConfig": {"AutoLockManagers": false}
+            "EncryptionConfig": {"AutoLockManagers": spec.autolock_managers}
         },
         "TLSInfo": {"TrustRoot": cluster.ca_cert_pem},
         "RootRotationInProgress": false,

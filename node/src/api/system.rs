@@ -109,7 +109,12 @@ async fn swarm_info(node: &Node) -> serde_json::Value {
         .with_active(|a| a.map(|a| (a.state.clone(), a.manager.clone())))
         .await;
     let Some((state, manager)) = active else {
-        return serde_json::json!({"NodeID": "", "NodeAddr": "", "LocalNodeState": "inactive", "ControlAvailable": false, "Error": "", "RemoteManagers": null});
+        let local = if node.swarm.is_locked().await {
+            "locked"
+        } else {
+            "inactive"
+        };
+        return serde_json::json!({"NodeID": "", "NodeAddr": "", "LocalNodeState": local, "ControlAvailable": false, "Error": "", "RemoteManagers": null});
     };
     let remote: Vec<_> = state
         .managers

@@ -1,4 +1,5 @@
-//! `covey swarm`: init, join, join-token, leave, update, as `docker swarm` has them.
+//! `covey swarm`: init, join, join-token, leave, update, unlock and unlock-key, as
+//! `docker swarm` has them.
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
@@ -23,6 +24,21 @@ pub enum SwarmCommand {
     },
     /// Change the swarm's settings.
     Update(UpdateArgs),
+    /// Unlock a manager restarted while the swarm is autolocked (the key from stdin).
+    Unlock,
+    /// Show (or rotate) the key that unlocks restarted managers.
+    UnlockKey(UnlockKeyArgs),
+}
+
+#[derive(Args)]
+pub struct UnlockKeyArgs {
+    /// Make a new key; managers restarted after this need it (keep the old one a while,
+    /// for a manager that is down now).
+    #[arg(long)]
+    rotate: bool,
+    /// Print the key only.
+    #[arg(short, long)]
+    quiet: bool,
 }
 
 #[derive(Args)]
@@ -43,6 +59,9 @@ pub struct InitArgs {
     /// How long node certificates are valid (e.g. 2160h).
     #[arg(long, value_parser = humantime::parse_duration)]
     cert_expiry: Option<std::time::Duration>,
+    /// Seal the managers' keys at rest; a restarted manager waits for `swarm unlock`.
+    #[arg(long)]
+    autolock: bool,
 }
 
 #[derive(Args)]
@@ -79,10 +98,20 @@ pub struct UpdateArgs {
     /// Old tasks kept per slot.
     #[arg(long)]
     task_history_limit: Option<u64>,
+    /// Seal the managers' keys at rest (true or false).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    autolock: Option<bool>,
 }
 
-fn spec(heartbeat: Option<std::time::Duration>, cert_expiry: Option<std::time::Duration>) -> Value {
+fn spec(
+    heartbeat: Option<std::time::Duration>,
+    cert_expiry: Option<std::time::Duration>,
+    autolock: bool,
+) -> Value {
     let mut spec = json!({});
+    if autolock {
+        spec["EncryptionConfig"] = json!({"AutoLockManagers": true});
+    }
     if let Some(h) = heartbeat {
         spec["Dispatcher"] = json!({"HeartbeatPeriod": h.as_nanos() as u64});
     }
@@ -99,7 +128,7 @@ pub async fn run(cmd: SwarmCommand, client: &Client) -> anyhow::Result<()> {
                 "ListenAddr": args.listen_addr.unwrap_or_default(),
                 "AdvertiseAddr": args.advertise_addr.unwrap_or_default(),
                 "ForceNewCluster": args.force_new_cluster,
-                "Spec": spec(args.dispatcher_heartbeat, args.cert_expiry),
+                "Spec": spec(args.dispatcher_heartbeat, args.cert_expiry, args.autolock),
             });
             let resp = client
                 .send(Method::POST, "/swarm/init", Client::json_body(&body)?)
@@ -108,6 +137,9 @@ pub async fn run(cmd: SwarmCommand, client: &Client) -> anyhow::Result<()> {
             println!("Swarm initialized: current node ({id}) is now a manager.\n");
             print_join(client, "worker", false).await?;
             println!("To add a manager to this swarm, run 'covey swarm join-token manager' and follow the instructions.\n");
+            if args.autolock {
+                print_unlock_key(client, false).await?;
+            }
         }
         SwarmCommand::Join(args) => {
             let body = json!({
@@ -174,6 +206,10 @@ pub async fn run(cmd: SwarmCommand, client: &Client) -> anyhow::Result<()> {
             if let Some(n) = args.task_history_limit {
                 spec["Orchestration"]["TaskHistoryRetentionLimit"] = json!(n);
             }
+            let was_locked = spec["EncryptionConfig"]["AutoLockManagers"] == json!(true);
+            if let Some(on) = args.autolock {
+                spec["EncryptionConfig"]["AutoLockManagers"] = json!(on);
+            }
             client
                 .send(
                     Method::POST,
@@ -182,9 +218,86 @@ pub async fn run(cmd: SwarmCommand, client: &Client) -> anyhow::Result<()> {
                 )
                 .await?;
             println!("Swarm updated.");
+            if args.autolock == Some(true) && !was_locked {
+                print_unlock_key(client, false).await?;
+            }
+        }
+        SwarmCommand::Unlock => {
+            let key = read_unlock_key()?;
+            client
+                .send(
+                    Method::POST,
+                    "/swarm/unlock",
+                    Client::json_body(&json!({"UnlockKey": key}))?,
+                )
+                .await?;
+        }
+        SwarmCommand::UnlockKey(args) => {
+            if args.rotate {
+                let swarm: Value = client.json(Method::GET, "/swarm").await?;
+                if swarm["Spec"]["EncryptionConfig"]["AutoLockManagers"] != json!(true) {
+                    anyhow::bail!("cannot rotate because autolock is not turned on");
+                }
+                let version = swarm["Version"]["Index"].as_u64().unwrap_or(0);
+                client
+                    .send(
+                        Method::POST,
+                        &format!("/swarm/update?version={version}&rotateManagerUnlockKey=true"),
+                        Client::json_body(&swarm["Spec"])?,
+                    )
+                    .await?;
+                if !args.quiet {
+                    println!("Successfully rotated manager unlock key.\n");
+                }
+            }
+            print_unlock_key(client, args.quiet).await?;
         }
     }
     Ok(())
+}
+
+async fn print_unlock_key(client: &Client, quiet: bool) -> anyhow::Result<()> {
+    let answer: Value = client.json(Method::GET, "/swarm/unlockkey").await?;
+    let key = answer["UnlockKey"].as_str().unwrap_or_default();
+    if key.is_empty() {
+        anyhow::bail!("no unlock key is set");
+    }
+    if quiet {
+        println!("{key}");
+        return Ok(());
+    }
+    println!("To unlock a swarm manager after it restarts, run the `covey swarm unlock`\ncommand and provide the following key:\n\n    {key}\n\nPlease remember to store this key in a password manager, since without it you\nwill not be able to restart the manager.");
+    Ok(())
+}
+
+/// The unlock key from stdin: asked for, and not echoed, on a terminal.
+fn read_unlock_key() -> anyhow::Result<String> {
+    use nix::sys::termios::{self, LocalFlags, SetArg};
+    use std::io::{BufRead as _, IsTerminal as _, Write as _};
+    let stdin = std::io::stdin();
+    let mut line = String::new();
+    if stdin.is_terminal() {
+        eprint!("Please enter unlock key: ");
+        std::io::stderr().flush()?;
+        let saved = termios::tcgetattr(&stdin).context("reading the terminal's settings")?;
+        let mut quiet = saved.clone();
+        quiet.local_flags.remove(LocalFlags::ECHO);
+        termios::tcsetattr(&stdin, SetArg::TCSANOW, &quiet).context("turning echo off")?;
+        let read = stdin.lock().read_line(&mut line);
+        let _ = termios::tcsetattr(&stdin, SetArg::TCSANOW, &saved);
+        eprintln!();
+        read.context("reading the unlock key")?;
+    } else {
+        stdin
+            .lock()
+            .read_line(&mut line)
+            .context("reading the unlock key from stdin")?;
+    }
+    let key = line.trim().to_string();
+    if key.is_empty() {
+        anyhow::bail!("no unlock key given");
+    }
+    Ok(key)
 }
 
 async fn print_join(client: &Client, role: &str, quiet: bool) -> anyhow::Result<()> {

@@ -61,6 +61,8 @@ pub struct ManagerConfig {
     pub node_id: String,
     pub cluster_id: String,
     pub db: sled::Db,
+    /// This manager's own key for the store at rest (swarmkit's raft DEK).
+    pub db_key: crate::seal::Key,
     pub transport: Transport,
     /// Members known before any is applied (a joining manager's view).
     pub peers: Vec<Member>,
@@ -75,7 +77,7 @@ pub struct ManagerConfig {
 
 impl Manager {
     pub async fn start(config: ManagerConfig) -> Result<Arc<Manager>, Error> {
-        let machine = StateMachine::open(&config.db)?;
+        let machine = StateMachine::open(&config.db, Arc::new(config.db_key))?;
         // Before Raft applies anything: a new swarm's first node is an event too.
         let watch = machine.watch();
         let log = LogStore::open(&config.db, machine.clone())?;

@@ -3,6 +3,7 @@
 
 mod addr;
 mod describe;
+pub mod lock;
 mod roles;
 mod state;
 #[cfg(test)]
@@ -45,6 +46,8 @@ pub struct Active {
     /// (sled allows one opener) and what serves the transport.
     db: Option<sled::Db>,
     handler: Option<Arc<ManagerHandler>>,
+    /// A manager's keys at rest following the swarm's autolock setting.
+    lock_follower: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Active {
@@ -57,6 +60,16 @@ impl Active {
             worker: agent.1,
             db: None,
             handler: None,
+            lock_follower: None,
+        }
+    }
+
+    fn stop_manager(&mut self) {
+        if let Some(old) = self.manager.take() {
+            old.stop();
+        }
+        if let Some(follower) = self.lock_follower.take() {
+            follower.abort();
         }
     }
 }
@@ -65,6 +78,10 @@ pub struct Swarm {
     paths: Arc<Paths>,
     /// One membership change at a time; held across init, join and leave.
     active: Mutex<Option<Active>>,
+    /// A manager's state while its keys are sealed and nobody unlocked them since it
+    /// started: nothing of the swarm runs here until `swarm unlock`. Taken after
+    /// `active` where both are held.
+    locked: Mutex<Option<SwarmState>>,
     /// The agent's reports, to the task that acts on them (`roles`).
     reports: tokio::sync::mpsc::Sender<crate::agent::Report>,
     /// What runs tasks on this node (none in tests that run no containers).
@@ -107,16 +124,60 @@ impl Swarm {
         let swarm = Arc::new(Swarm {
             paths: Arc::new(Paths::new(data_root)),
             active: Mutex::new(None),
+            locked: Mutex::new(None),
             reports,
             executor,
             events,
         });
         tokio::spawn(roles::act_on_reports(Arc::downgrade(&swarm), receiver));
         if let Some(state) = swarm.paths.load()? {
-            let active = swarm.resume(state, false).await?;
-            *swarm.active.lock().await = Some(active);
+            if swarm.paths.locked()? {
+                tracing::warn!(
+                    "this manager's keys are locked: it takes no part in the swarm until `covey swarm unlock`"
+                );
+                *swarm.locked.lock().await = Some(state);
+            } else {
+                let active = swarm.resume(state, false).await?;
+                *swarm.active.lock().await = Some(active);
+            }
         }
         Ok(swarm)
+    }
+
+    /// True while the node waits for `swarm unlock`.
+    pub async fn is_locked(&self) -> bool {
+        self.locked.lock().await.is_some()
+    }
+
+    /// `swarm unlock`: the unlock key opens this manager's keys, and its parts start.
+    pub async fn unlock(&self, key: &str) -> anyhow::Result<()> {
+        let key = lock::parse_unlock_key(key)?;
+        let mut active = self.active.lock().await;
+        let mut locked = self.locked.lock().await;
+        let Some(state) = locked.clone() else {
+            bail!("swarm is not locked");
+        };
+        self.paths.vault.unlock(&self.paths.node_key(), key)?;
+        match self.resume(state, false).await {
+            Ok(started) => {
+                *active = Some(started);
+                *locked = None;
+                tracing::info!("unlocked: this manager rejoins the swarm");
+                Ok(())
+            }
+            Err(e) => {
+                self.paths.vault.forget();
+                Err(e)
+            }
+        }
+    }
+
+    /// The error for a membership change while locked, if the node is.
+    async fn refuse_if_locked(&self) -> anyhow::Result<()> {
+        if self.is_locked().await {
+            return Err(lock::LockError::Locked.into());
+        }
+        Ok(())
     }
 
     /// The node's part in the swarm now, for the API.
@@ -126,6 +187,7 @@ impl Swarm {
 
     /// The running manager, or the error Docker gives on a node that is not one.
     pub async fn manager(&self) -> anyhow::Result<Arc<Manager>> {
+        self.refuse_if_locked().await?;
         self.active
             .lock()
             .await
@@ -168,9 +230,7 @@ impl Swarm {
         bootstrap: bool,
         force_new_cluster: bool,
     ) -> anyhow::Result<Arc<Manager>> {
-        if let Some(old) = active.manager.take() {
-            old.stop();
-        }
+        active.stop_manager();
         let db = match &active.db {
             Some(db) => db.clone(),
             None => {
@@ -191,6 +251,10 @@ impl Swarm {
             node_id: active.state.node_id.clone(),
             cluster_id: active.state.cluster_id.clone(),
             db,
+            db_key: self
+                .paths
+                .load_or_create_key(&self.paths.db_key())
+                .context("the store's key")?,
             transport: active.transport.clone(),
             peers,
             bootstrap,
@@ -207,6 +271,10 @@ impl Swarm {
                 active.handler = Some(handler);
             }
         }
+        active.lock_follower = Some(tokio::spawn(follow_lock(
+            self.paths.clone(),
+            manager.clone(),
+        )));
         active.manager = Some(manager.clone());
         Ok(manager)
     }
@@ -215,10 +283,17 @@ impl Swarm {
         if let Err(e) = self.certify_data_path() {
             tracing::warn!("overlay networks over QUIC will not work on this node: {e:#}");
         }
+        let key = self
+            .paths
+            .load_or_create_key(&self.paths.worker_key())
+            .inspect_err(|e| {
+                tracing::warn!("agent: the node key: {e:#}; secrets will not be kept for a restart")
+            })
+            .ok();
         let worker = self
             .executor
             .clone()
-            .map(|exec| Worker::start(exec, &self.paths.dir.join("worker")));
+            .map(|exec| Worker::start(exec, &self.paths.dir.join("worker"), key));
         let agent = crate::agent::start(
             transport.clone(),
             self.describe(),
@@ -249,6 +324,7 @@ impl Swarm {
     /// `swarm init`: a new cluster with this node its first manager.
     pub async fn init(&self, options: InitOptions) -> anyhow::Result<String> {
         let mut active = self.active.lock().await;
+        self.refuse_if_locked().await?;
         if options.force_new_cluster {
             let Some(current) = active.as_mut() else {
                 bail!("--force-new-cluster needs the state of a manager of an existing swarm, and this node has none");
@@ -269,11 +345,21 @@ impl Swarm {
         let root = RootCa::generate(&cluster_id)?;
         let keys = root.issue(&node_id, Role::Manager, &cluster_id, DEFAULT_CERT_VALIDITY)?;
         let key_pem = root.key_pem().context("a new CA without its key")?;
+        let spec = options.spec.unwrap_or_default();
+        // Locked from the start: no key of this manager is ever on disk in the clear.
+        let unlock_key = if spec.autolock_managers {
+            let key = lock::new_unlock_key()?;
+            self.paths.vault.rekey(&[], Some(key.clone()))?;
+            Some(lock::format_unlock_key(&key))
+        } else {
+            None
+        };
         self.paths
             .save_certs(&keys.cert_pem, &keys.key_pem, &root.cert_pem())?;
         // The key that seals the cluster's secrets: on managers' disks only, never in
         // the store it protects.
-        crate::seal::Key::generate()?.save(&self.paths.data_key())?;
+        self.paths
+            .save_key(&self.paths.data_key(), &crate::seal::Key::generate()?)?;
         let identity = tls::Identity::from_pem(&keys.cert_pem, &keys.key_pem)?;
         let transport = Transport::bind(
             listen,
@@ -310,13 +396,14 @@ impl Swarm {
         let cluster = Cluster {
             id: cluster_id.clone(),
             meta: Default::default(),
-            spec: options.spec.unwrap_or_default(),
+            spec,
             ca_cert_pem: root.cert_pem(),
             ca_key_pem: key_pem,
             join_tokens: JoinTokens {
                 worker: JoinToken::generate(&root).to_string(),
                 manager: JoinToken::generate(&root).to_string(),
             },
+            unlock_key,
         };
         let member = Member {
             raft_id: raft_id(&node_id),
@@ -365,6 +452,7 @@ impl Swarm {
     /// `swarm join`: a certificate from a manager, whose CA the token pins.
     pub async fn join(&self, options: JoinOptions) -> anyhow::Result<()> {
         let mut active = self.active.lock().await;
+        self.refuse_if_locked().await?;
         let token: JoinToken = options.token.trim().parse()?;
         let remote = options
             .remote_addrs
@@ -469,6 +557,18 @@ impl Swarm {
     /// `force`, as in Swarm.
     pub async fn leave(&self, force: bool) -> anyhow::Result<()> {
         let mut active = self.active.lock().await;
+        let mut locked = self.locked.lock().await;
+        if locked.is_some() {
+            if !force {
+                bail!("this manager is locked: unlock it with `swarm unlock` first, or leave with --force, which loses its state and keys");
+            }
+            std::fs::remove_dir_all(&self.paths.dir)
+                .with_context(|| format!("removing {}", self.paths.dir.display()))?;
+            *locked = None;
+            tracing::info!("left the swarm while locked");
+            return Ok(());
+        }
+        drop(locked);
         let Some(current) = active.take() else {
             bail!("This node is not part of a swarm");
         };
@@ -519,11 +619,50 @@ impl Swarm {
     }
 }
 
-async fn stop(active: Active) {
-    active.agent.abort();
-    if let Some(manager) = &active.manager {
-        manager.stop();
+/// Keeps this manager's keys at rest as the swarm's autolock setting says: sealed with
+/// its unlock key, or in the clear; again each time the cluster object changes.
+async fn follow_lock(paths: Arc<Paths>, manager: Arc<Manager>) {
+    use crate::manager::store::Kind;
+    let mut changes = manager.store.watch();
+    loop {
+        if let Ok(cluster) = manager.cluster() {
+            let rekeyed = cluster
+                .unlock_key
+                .as_deref()
+                .map(lock::parse_unlock_key)
+                .transpose()
+                .and_then(|key| paths.vault.rekey(&paths.key_files(), key));
+            match rekeyed {
+                Ok(true) if cluster.unlock_key.is_some() => {
+                    tracing::info!(
+                        "autolock: this manager's keys are sealed with the swarm's unlock key"
+                    )
+                }
+                Ok(true) => {
+                    tracing::info!("autolock is off: this manager's keys are kept in the clear")
+                }
+                Ok(false) => {}
+                Err(e) => tracing::warn!("autolock: rekeying this manager's keys: {e}"),
+            }
+        }
+        loop {
+            match changes.recv().await {
+                Ok(event)
+                    if event.reset || event.changes.iter().any(|c| c.kind == Kind::Cluster) =>
+                {
+                    break
+                }
+                Ok(_) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => break,
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            }
+        }
     }
+}
+
+async fn stop(mut active: Active) {
+    active.agent.abort();
+    active.stop_manager();
     active.transport.close().await;
     if let Some(db) = &active.db {
         let _ = db.flush_async().await;

@@ -190,9 +190,7 @@ impl Swarm {
 
     /// Demoted: stop the manager and drop its copy of the cluster's state.
     async fn demote(&self, active: &mut Active) -> anyhow::Result<()> {
-        if let Some(manager) = active.manager.take() {
-            manager.stop();
-        }
+        active.stop_manager();
         if let Some(handler) = &active.handler {
             handler.replace(None);
         }
@@ -203,13 +201,16 @@ impl Swarm {
         self.paths.save(&active.state)?;
         let db = self.paths.db();
         std::fs::remove_dir_all(&db).with_context(|| format!("removing {}", db.display()))?;
-        // A worker holds no key to the cluster's secrets.
-        let key = self.paths.data_key();
-        if let Err(e) = std::fs::remove_file(&key) {
-            if e.kind() != std::io::ErrorKind::NotFound {
-                tracing::warn!("removing {}: {e}", key.display());
+        // A worker holds no key to the cluster's secrets, nor to a store it no longer has.
+        for key in [self.paths.data_key(), self.paths.db_key()] {
+            if let Err(e) = std::fs::remove_file(&key) {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    tracing::warn!("removing {}: {e}", key.display());
+                }
             }
         }
+        // Workers are never locked: nothing would unlock one after a restart.
+        self.paths.vault.rekey(&self.paths.key_files(), None)?;
         tracing::info!("demoted: this node is now a worker");
         Ok(())
     }

@@ -1,13 +1,17 @@
 //! What a node keeps of its swarm membership on disk, under `<data-root>/swarm/`:
 //! `state.json`, the certificates (named as dockerd names them), and, on managers,
-//! the cluster data key beside them and the Raft and store database `raft/`.
+//! the cluster data key and the store key beside them and the Raft and store database
+//! `raft/`. Every file that holds a key goes through the [`Vault`], which seals it while
+//! the swarm is autolocked.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
+use super::lock::{self, Vault};
 use crate::manager::ca::Role;
+use crate::seal::Key;
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct SwarmState {
@@ -22,12 +26,14 @@ pub struct SwarmState {
 
 pub struct Paths {
     pub dir: PathBuf,
+    pub vault: Vault,
 }
 
 impl Paths {
     pub fn new(data_root: &Path) -> Self {
         Paths {
             dir: data_root.join("swarm"),
+            vault: Vault::default(),
         }
     }
     pub fn state(&self) -> PathBuf {
@@ -52,10 +58,59 @@ impl Paths {
     pub fn data_key(&self) -> PathBuf {
         self.certs().join("swarm-data.key")
     }
+    /// Managers only: this manager's own key for the store at rest (swarmkit's raft DEK).
+    pub fn db_key(&self) -> PathBuf {
+        self.certs().join("swarm-raft.key")
+    }
+    /// The worker's key, which seals its tasks' secrets for a restart with no manager.
+    pub fn worker_key(&self) -> PathBuf {
+        self.dir.join("worker").join("node.key")
+    }
+
+    /// Every file that holds a key: what autolock seals.
+    pub fn key_files(&self) -> Vec<PathBuf> {
+        vec![
+            self.node_key(),
+            self.data_key(),
+            self.db_key(),
+            self.worker_key(),
+        ]
+    }
+
+    /// True if the node's keys are sealed and no unlock key was given yet.
+    pub fn locked(&self) -> anyhow::Result<bool> {
+        Ok(self.vault.unlock_key().is_none() && lock::is_sealed(&self.node_key())?)
+    }
+
+    fn load_key(&self, path: &Path) -> anyhow::Result<Option<Key>> {
+        match self.vault.read(path)? {
+            Some(bytes) => Ok(Some(Key::from_bytes(&bytes).map_err(|_| {
+                crate::seal::SealError::BadKey(path.display().to_string())
+            })?)),
+            None => Ok(None),
+        }
+    }
+
+    pub fn save_key(&self, path: &Path, key: &Key) -> anyhow::Result<()> {
+        self.vault
+            .write(path, key.bytes(), 0o600)
+            .with_context(|| format!("writing {}", path.display()))
+    }
+
+    /// The key at `path`, made there first if there is none.
+    pub fn load_or_create_key(&self, path: &Path) -> anyhow::Result<Key> {
+        if let Some(key) = self.load_key(path)? {
+            return Ok(key);
+        }
+        let key = Key::generate()?;
+        self.save_key(path, &key)?;
+        Ok(key)
+    }
 
     /// The cluster data key kept here, if this node has one.
-    pub fn load_data_key(&self) -> anyhow::Result<Option<crate::seal::Key>> {
-        crate::seal::Key::load(&self.data_key()).context("reading the cluster data key")
+    pub fn load_data_key(&self) -> anyhow::Result<Option<Key>> {
+        self.load_key(&self.data_key())
+            .context("reading the cluster data key")
     }
 
     /// Keeps the data key a manager was given (base64), unless this one is kept already.
@@ -67,15 +122,14 @@ impl Paths {
         let bytes = base64::engine::general_purpose::STANDARD
             .decode(encoded)
             .context("the cluster data key the manager sent")?;
-        let key = crate::seal::Key::from_bytes(&bytes)?;
+        let key = Key::from_bytes(&bytes)?;
         if self
             .load_data_key()?
             .is_some_and(|k| k.bytes() == key.bytes())
         {
             return Ok(());
         }
-        key.save(&self.data_key())?;
-        Ok(())
+        self.save_key(&self.data_key(), &key)
     }
 
     pub fn load(&self) -> anyhow::Result<Option<SwarmState>> {
@@ -97,7 +151,9 @@ impl Paths {
     pub fn save_certs(&self, cert_pem: &str, key_pem: &str, ca_pem: &str) -> anyhow::Result<()> {
         std::fs::create_dir_all(self.certs())
             .with_context(|| format!("creating {}", self.certs().display()))?;
-        write_atomic(&self.node_key(), key_pem.as_bytes(), 0o600)?;
+        self.vault
+            .write(&self.node_key(), key_pem.as_bytes(), 0o600)
+            .context("writing the node's key")?;
         write_atomic(&self.node_cert(), cert_pem.as_bytes(), 0o644)?;
         write_atomic(&self.ca_cert(), ca_pem.as_bytes(), 0o644)
     }
@@ -106,11 +162,13 @@ impl Paths {
         let read = |p: PathBuf| {
             std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))
         };
-        Ok((
-            read(self.node_cert())?,
-            read(self.node_key())?,
-            read(self.ca_cert())?,
-        ))
+        let key = self
+            .vault
+            .read(&self.node_key())
+            .context("reading the node's key")?
+            .with_context(|| format!("{} is missing", self.node_key().display()))?;
+        let key = String::from_utf8(key).context("the node's key is not PEM")?;
+        Ok((read(self.node_cert())?, key, read(self.ca_cert())?))
     }
 }
 

@@ -15,6 +15,10 @@ pub struct Cluster {
     pub ca_cert_pem: String,
     pub ca_key_pem: String,
     pub join_tokens: JoinTokens,
+    /// While autolocked: the key that seals each manager's keys at rest, as users see it
+    /// (`SWMKEY-1-…`). In the store only, which those keys seal in turn.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unlock_key: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -30,6 +34,9 @@ pub struct ClusterSpec {
     pub snapshot_interval: u64,
     /// Old tasks kept per slot (Swarm's default: 5).
     pub task_history_retention_limit: u64,
+    /// Seal managers' keys at rest with an unlock key kept off the device.
+    #[serde(default)]
+    pub autolock_managers: bool,
 }
 
 impl Default for ClusterSpec {
@@ -41,6 +48,7 @@ impl Default for ClusterSpec {
             node_cert_expiry_secs: 90 * 24 * 3600,
             snapshot_interval: 10_000,
             task_history_retention_limit: 5,
+            autolock_managers: false,
         }
     }
 }

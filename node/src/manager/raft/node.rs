@@ -11,7 +11,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use super::storage::LogStore;
 use super::{Forward, Member, Network};
-use crate::manager::store::{now_secs, Action, Error, Proposal, Proposer, StateMachine};
+use crate::manager::store::{now_secs, Action, Error, Proposal, Proposer, RawBatch, StateMachine};
 
 /// Raft's timing. Ticks are short so that a lost leader is noticed soon, the election
 /// timeout long enough that a link with 300 ms of delay and retransmissions does not
@@ -469,7 +469,7 @@ impl Node {
     fn apply_conf_change(&mut self, entry: &raft::eraftpb::Entry) -> Result<(), Error> {
         let cc = ConfChange::parse_from_bytes(entry.get_data())
             .map_err(|e| unavailable(format!("unreadable membership change: {e}")))?;
-        let mut batch = sled::Batch::default();
+        let mut batch = RawBatch::default();
         let result = match self.raw.apply_conf_change(&cc) {
             Ok(cs) => {
                 self.log.set_conf_state(&cs).map_err(raft_err)?;

@@ -1,7 +1,8 @@
 //! Raft's log, hard state and snapshot metadata in sled, beside the store's state.
 //!
-//! Keys of the `raft` tree: `e/<index, 8 bytes big-endian>` an entry, `hs` the hard
-//! state, `cs` the configuration (voters) as last applied, `snap` the metadata of the last
+//! Keys of the `raft` tree: `e/<index, 8 bytes big-endian>` an entry (its term in the
+//! clear, 8 bytes big-endian, then the entry sealed with the state machine's key, as its
+//! rows are: entries carry the same objects), `hs` the hard state, `cs` the configuration (voters) as last applied, `snap` the metadata of the last
 //! compaction point. Snapshot data is not kept: it is made from the state machine when a
 //! follower needs it, since the state machine is exactly the applied state.
 
@@ -9,7 +10,7 @@ use protobuf::Message as _;
 use raft::eraftpb::{ConfState, Entry, HardState, Snapshot, SnapshotMetadata};
 use raft::{GetEntriesContext, RaftState, StorageError};
 
-use crate::manager::store::StateMachine;
+use crate::manager::store::{RawBatch, StateMachine};
 
 #[derive(Clone)]
 pub struct LogStore {
@@ -29,6 +30,36 @@ fn index_of(key: &[u8]) -> Option<u64> {
     key.get(2..10)
         .and_then(|b| <[u8; 8]>::try_from(b).ok())
         .map(u64::from_be_bytes)
+}
+
+/// An entry as kept at rest: its term, then the entry sealed for its row.
+fn seal_entry(key: &crate::seal::Key, entry: &Entry) -> raft::Result<Vec<u8>> {
+    let plain = entry.write_to_bytes().map_err(store_err)?;
+    let sealed = key
+        .seal_bytes(&plain, &entry_key(entry.index))
+        .map_err(store_err)?;
+    let mut out = Vec::with_capacity(8 + sealed.len());
+    out.extend_from_slice(&entry.term.to_be_bytes());
+    out.extend_from_slice(&sealed);
+    Ok(out)
+}
+
+fn term_of(stored: &[u8]) -> raft::Result<u64> {
+    stored
+        .get(..8)
+        .and_then(|b| <[u8; 8]>::try_from(b).ok())
+        .map(u64::from_be_bytes)
+        .ok_or_else(|| store_err(crate::manager::store::Error::Sealed { row: "e/".into() }))
+}
+
+fn open_entry(key: &crate::seal::Key, row: &[u8], stored: &[u8]) -> raft::Result<Entry> {
+    let sealed = stored.get(8..).unwrap_or_default();
+    let plain = key.open_bytes(sealed, row).map_err(|_| {
+        store_err(crate::manager::store::Error::Sealed {
+            row: format!("e/{}", index_of(row).unwrap_or_default()),
+        })
+    })?;
+    Entry::parse_from_bytes(&plain).map_err(store_err)
 }
 
 fn store_err(e: impl std::error::Error + Send + Sync + 'static) -> raft::Error {
@@ -114,8 +145,10 @@ impl LogStore {
             batch.remove(key);
         }
         for entry in entries {
-            let bytes = entry.write_to_bytes().map_err(store_err)?;
-            batch.insert(&entry_key(entry.index), bytes);
+            batch.insert(
+                &entry_key(entry.index),
+                seal_entry(self.machine.key(), entry)?,
+            );
         }
         self.tree.apply_batch(batch).map_err(store_err)
     }
@@ -190,11 +223,11 @@ impl LogStore {
     pub fn force_new_cluster(&self, id: u64) -> raft::Result<()> {
         let applied = self.machine.applied().map_err(store_err)?;
         // The other members are gone from Raft: forget their addresses too.
-        let mut members = sled::Batch::default();
+        let mut members = RawBatch::default();
         for (key, value) in self.machine.scan_raw(b"r/member/").map_err(store_err)? {
             let member: Option<super::Member> = serde_json::from_slice(&value).ok();
             if member.is_none_or(|m| m.raft_id != id) {
-                members.remove(key);
+                members.remove(&key);
             }
         }
         self.machine
@@ -253,12 +286,14 @@ impl raft::Storage for LogStore {
         let mut entries = Vec::new();
         let mut size = 0u64;
         for item in self.tree.range(entry_key(low)..entry_key(high)) {
-            let (_, bytes) = item.map_err(store_err)?;
-            size += bytes.len() as u64;
+            let (row, stored) = item.map_err(store_err)?;
+            let entry = open_entry(self.machine.key(), &row, &stored)?;
+            // Raft's size limit is on entries as sent, not as sealed here.
+            size += u64::from(entry.compute_size());
             if !entries.is_empty() && max_size.is_some_and(|max| size > max) {
                 break;
             }
-            entries.push(Entry::parse_from_bytes(&bytes).map_err(store_err)?);
+            entries.push(entry);
         }
         if entries.len() as u64 != high - low && max_size.is_none() {
             return Err(raft::Error::Store(StorageError::Unavailable));
@@ -275,7 +310,7 @@ impl raft::Storage for LogStore {
             return Err(raft::Error::Store(StorageError::Compacted));
         }
         match self.tree.get(entry_key(idx)).map_err(store_err)? {
-            Some(bytes) => Ok(Entry::parse_from_bytes(&bytes).map_err(store_err)?.term),
+            Some(stored) => term_of(&stored),
             None => Err(raft::Error::Store(StorageError::Unavailable)),
         }
     }
@@ -322,7 +357,11 @@ mod tests {
     fn appends_truncate_conflicts_and_compaction_moves_the_first_index() {
         let dir = tempfile::tempdir().expect("tempdir");
         let db = sled::open(dir.path()).expect("sled");
-        let machine = StateMachine::open(&db).expect("machine");
+        let machine = StateMachine::open(
+            &db,
+            std::sync::Arc::new(crate::seal::Key::generate().expect("key")),
+        )
+        .expect("machine");
         let log = LogStore::open(&db, machine.clone()).expect("log");
         log.bootstrap(7).expect("bootstrap");
         assert_eq!(

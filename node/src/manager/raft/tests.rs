@@ -80,7 +80,11 @@ fn member(id: u64) -> Member {
 fn start(wires: &Arc<Mutex<Wires>>, id: u64, bootstrap: bool, peers: Vec<Member>) -> Manager {
     let dir = tempfile::tempdir().expect("tempdir");
     let db = sled::open(dir.path()).expect("sled");
-    let machine = StateMachine::open(&db).expect("machine");
+    let machine = StateMachine::open(
+        &db,
+        std::sync::Arc::new(crate::seal::Key::generate().expect("key")),
+    )
+    .expect("machine");
     let log = LogStore::open(&db, machine.clone()).expect("log");
     if bootstrap {
         log.bootstrap(id).expect("bootstrap");

@@ -23,6 +23,10 @@ pub enum Error {
         #[source]
         source: serde_json::Error,
     },
+    /// A row that does not open with this manager's key: tampered with, or written
+    /// under another key.
+    #[error("the stored row {row} does not open with this manager's data key")]
+    Sealed { row: String },
     #[error("an entry is unreadable: {0}")]
     Codec(#[source] serde_json::Error),
     /// No leader now, or the write could not reach it: worth retrying.
@@ -49,7 +53,9 @@ impl Error {
             Error::NotFound { .. } => ErrorKind::NotFound,
             Error::Exists { .. } | Error::OutOfSequence { .. } => ErrorKind::Conflict,
             Error::Unavailable(_) => ErrorKind::Unavailable,
-            Error::Db(_) | Error::Corrupt { .. } | Error::Codec(_) => ErrorKind::Internal,
+            Error::Db(_) | Error::Corrupt { .. } | Error::Sealed { .. } | Error::Codec(_) => {
+                ErrorKind::Internal
+            }
             Error::Remote { kind, .. } => *kind,
         }
     }

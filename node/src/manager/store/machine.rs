@@ -1,9 +1,11 @@
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use serde_json::Value;
 use tokio::sync::broadcast;
 
 use super::{Action, Change, Error, Event, Kind, Object, Op, Proposal};
+use crate::seal::Key;
 
 const APPLIED: &[u8] = b"m/applied";
 /// Bound on one snapshot, so that a hostile or broken one cannot exhaust memory.
@@ -12,9 +14,14 @@ pub const MAX_SNAPSHOT: usize = 64 << 20;
 /// The store's tree in sled, where committed entries are applied, in order, on every
 /// manager. Also holds Raft's membership (`r/` keys), so that one snapshot carries all
 /// of a manager's applied state.
+///
+/// Every value is sealed at rest with the manager's own data encryption key (swarmkit's
+/// raft DEK), its row's key authenticated with it so that rows cannot be swapped; only
+/// the keys (kinds and random ids) and the applied index are in the clear.
 #[derive(Clone)]
 pub struct StateMachine {
     tree: sled::Tree,
+    key: Arc<Key>,
     /// Applied transactions, to the store's watchers; the channel's bound is how far a
     /// watcher may fall behind before it must re-read.
     events: broadcast::Sender<Event>,
@@ -30,13 +37,58 @@ struct SnapshotData {
     entries: Vec<(String, Value)>,
 }
 
+/// A raw row, its key and its value opened.
+pub type RawRow = (Vec<u8>, Vec<u8>);
+
+/// Raw writes outside the object tables (Raft's membership), sealed as they are applied.
+#[derive(Default)]
+pub struct RawBatch(Vec<(Vec<u8>, Option<Vec<u8>>)>);
+
+impl RawBatch {
+    pub fn insert(&mut self, key: &[u8], value: Vec<u8>) {
+        self.0.push((key.to_vec(), Some(value)));
+    }
+
+    pub fn remove(&mut self, key: &[u8]) {
+        self.0.push((key.to_vec(), None));
+    }
+}
+
 impl StateMachine {
-    pub fn open(db: &sled::Db) -> Result<Self, Error> {
+    /// The state in `db`, its rows sealed with `key`.
+    pub fn open(db: &sled::Db, key: Arc<Key>) -> Result<Self, Error> {
         let (events, _) = broadcast::channel(1024);
         Ok(StateMachine {
             tree: db.open_tree("state")?,
+            key,
             events,
         })
+    }
+
+    /// The key that seals rows at rest, for Raft's log beside them.
+    pub fn key(&self) -> &Arc<Key> {
+        &self.key
+    }
+
+    fn seal(&self, row: &[u8], plain: &[u8]) -> Result<Vec<u8>, Error> {
+        self.key
+            .seal_bytes(plain, row)
+            .map_err(|e| Error::Unavailable(e.to_string()))
+    }
+
+    fn unseal(&self, row: &[u8], stored: &[u8]) -> Result<Vec<u8>, Error> {
+        self.key.open_bytes(stored, row).map_err(|_| Error::Sealed {
+            row: String::from_utf8_lossy(row).into_owned(),
+        })
+    }
+
+    fn read_value(&self, row: &[u8], kind: Kind) -> Result<Option<Value>, Error> {
+        match self.tree.get(row)? {
+            Some(stored) => serde_json::from_slice(&self.unseal(row, &stored)?)
+                .map(Some)
+                .map_err(|source| Error::Corrupt { kind, source }),
+            None => Ok(None),
+        }
     }
 
     /// The index of the last entry applied.
@@ -54,15 +106,14 @@ impl StateMachine {
     }
 
     pub fn get<T: Object>(&self, id: &str) -> Result<Option<T>, Error> {
-        match self.tree.get(object_key(T::KIND, id))? {
-            Some(bytes) => {
-                serde_json::from_slice(&bytes)
-                    .map(Some)
-                    .map_err(|source| Error::Corrupt {
-                        kind: T::KIND,
-                        source,
-                    })
-            }
+        let row = object_key(T::KIND, id);
+        match self.tree.get(&row)? {
+            Some(stored) => serde_json::from_slice(&self.unseal(&row, &stored)?)
+                .map(Some)
+                .map_err(|source| Error::Corrupt {
+                    kind: T::KIND,
+                    source,
+                }),
             None => Ok(None),
         }
     }
@@ -72,22 +123,33 @@ impl StateMachine {
         self.tree
             .scan_prefix(prefix)
             .map(|item| {
-                let (_, bytes) = item?;
-                serde_json::from_slice(&bytes).map_err(|source| Error::Corrupt {
-                    kind: T::KIND,
-                    source,
+                let (row, stored) = item?;
+                serde_json::from_slice(&self.unseal(&row, &stored)?).map_err(|source| {
+                    Error::Corrupt {
+                        kind: T::KIND,
+                        source,
+                    }
                 })
             })
             .collect()
     }
 
-    /// A raw key outside the object tables (Raft's membership).
-    pub fn get_raw(&self, key: &[u8]) -> Result<Option<sled::IVec>, Error> {
-        Ok(self.tree.get(key)?)
+    /// A raw key outside the object tables (Raft's membership), opened.
+    pub fn get_raw(&self, key: &[u8]) -> Result<Option<Vec<u8>>, Error> {
+        self.tree
+            .get(key)?
+            .map(|stored| self.unseal(key, &stored))
+            .transpose()
     }
 
-    pub fn scan_raw(&self, prefix: &[u8]) -> Result<Vec<(sled::IVec, sled::IVec)>, Error> {
-        Ok(self.tree.scan_prefix(prefix).collect::<Result<_, _>>()?)
+    pub fn scan_raw(&self, prefix: &[u8]) -> Result<Vec<RawRow>, Error> {
+        self.tree
+            .scan_prefix(prefix)
+            .map(|item| {
+                let (row, stored) = item?;
+                Ok((row.to_vec(), self.unseal(&row, &stored)?))
+            })
+            .collect()
     }
 
     /// Applies one committed transaction at `index`. The outer error is the database
@@ -132,13 +194,7 @@ impl StateMachine {
             let key = object_key(kind, id);
             let current = match overlay.get(&key) {
                 Some(v) => v.clone(),
-                None => match self.tree.get(&key)? {
-                    Some(bytes) => Some(
-                        serde_json::from_slice::<Value>(&bytes)
-                            .map_err(|source| Error::Corrupt { kind, source })?,
-                    ),
-                    None => None,
-                },
+                None => self.read_value(&key, kind)?,
             };
             let id = id.to_string();
             let (op, value) = match (action, current) {
@@ -172,10 +228,8 @@ impl StateMachine {
                 batch.remove(key.clone());
                 overlay.insert(key, None);
             } else {
-                batch.insert(
-                    key.clone(),
-                    serde_json::to_vec(&value).map_err(Error::Codec)?,
-                );
+                let plain = serde_json::to_vec(&value).map_err(Error::Codec)?;
+                batch.insert(key.clone(), self.seal(&key, &plain)?);
                 overlay.insert(key, Some(value.clone()));
             }
             changes.push(Change {
@@ -196,7 +250,17 @@ impl StateMachine {
     }
 
     /// Writes raw keys together with the applied index, atomically.
-    pub fn apply_raw(&self, index: u64, mut batch: sled::Batch) -> Result<(), Error> {
+    pub fn apply_raw(&self, index: u64, raw: RawBatch) -> Result<(), Error> {
+        let mut batch = sled::Batch::default();
+        for (row, value) in raw.0 {
+            match value {
+                Some(plain) => {
+                    let sealed = self.seal(&row, &plain)?;
+                    batch.insert(row, sealed);
+                }
+                None => batch.remove(row),
+            }
+        }
         batch.insert(APPLIED, &index.to_be_bytes());
         self.tree.apply_batch(batch)?;
         Ok(())
@@ -211,9 +275,9 @@ impl StateMachine {
             if key.as_ref() == APPLIED {
                 continue;
             }
-            let key = String::from_utf8_lossy(&key).into_owned();
-            let value = serde_json::from_slice(&value).map_err(Error::Codec)?;
-            entries.push((key, value));
+            let value =
+                serde_json::from_slice(&self.unseal(&key, &value)?).map_err(Error::Codec)?;
+            entries.push((String::from_utf8_lossy(&key).into_owned(), value));
         }
         let data = serde_json::to_vec(&SnapshotData { applied, entries }).map_err(Error::Codec)?;
         Ok((applied, data))
@@ -239,10 +303,8 @@ impl StateMachine {
                     "a snapshot holds an unknown key {key:?}"
                 )));
             }
-            batch.insert(
-                key.as_bytes(),
-                serde_json::to_vec(value).map_err(Error::Codec)?,
-            );
+            let plain = serde_json::to_vec(value).map_err(Error::Codec)?;
+            batch.insert(key.as_bytes(), self.seal(key.as_bytes(), &plain)?);
         }
         batch.insert(APPLIED, &index.to_be_bytes());
         self.tree.apply_batch(batch)?;
@@ -273,7 +335,8 @@ mod tests {
     fn machine() -> (tempfile::TempDir, StateMachine) {
         let dir = tempfile::tempdir().expect("tempdir");
         let db = sled::open(dir.path().join("db")).expect("sled");
-        (dir, StateMachine::open(&db).expect("machine"))
+        let key = Arc::new(Key::generate().expect("key"));
+        (dir, StateMachine::open(&db, key).expect("machine"))
     }
 
     fn thing(id: &str, n: u32) -> Thing {

@@ -23,7 +23,7 @@ use tokio::sync::broadcast;
 
 pub use action::{Action, Change, Event, Op, Proposal};
 pub use error::{Error, ErrorKind};
-pub use machine::StateMachine;
+pub use machine::{RawBatch, StateMachine};
 pub(crate) use object::object;
 pub use object::{now_secs, Kind, Meta, Object};
 
