@@ -79,15 +79,13 @@ fn a_locked_manager_waits_for_its_key_and_its_disk_gives_nothing_away() {
             .trim(),
         key
     );
-    // Sealed from the start on the first manager; a joining one seals its keys once it
-    // has the cluster's state.
+    // Sealed from the start, on the first manager and on those that join (they get the
+    // unlock key with their certificate).
     assert!(keys_sealed(swarm.node(1), true));
     swarm.join(2, "manager", 1);
+    assert!(keys_sealed(swarm.node(2), true));
     swarm.join(3, "manager", 1);
     reachable_everywhere(&swarm, "three reachable managers");
-    eventually("node 2's keys sealed", Duration::from_secs(30), || {
-        keys_sealed(swarm.node(2), true).then_some(())
-    });
     // Something to look for on disk: a label in the store, a secret.
     assert!(swarm.write(1, 2, &format!("note={MARKER}")));
     let secret = swarm.node(1).run_with_input(
@@ -165,6 +163,25 @@ fn a_locked_manager_waits_for_its_key_and_its_disk_gives_nothing_away() {
         "{}",
         stderr(&out)
     );
+
+    // Demoted: a worker is never locked (nothing would unlock it), so its key goes back
+    // in the clear; promoted again, its keys are sealed.
+    let node_key_sealed = || {
+        std::fs::read(certs(swarm.node(3)).join("swarm-node.key"))
+            .is_ok_and(|b| b.starts_with(SEALED))
+    };
+    let id3 = swarm.id_of(1, 3).expect("node 3's id");
+    swarm.node(1).covey_ok(&["node", "demote", &id3]);
+    eventually("node 3's key in the clear", Duration::from_secs(30), || {
+        (!node_key_sealed()).then_some(())
+    });
+    swarm.node(1).covey_ok(&["node", "promote", &id3]);
+    eventually(
+        "node 3's keys sealed again",
+        Duration::from_secs(30),
+        || keys_sealed(swarm.node(3), true).then_some(()),
+    );
+    reachable_everywhere(&swarm, "node 3 a manager again");
 
     // Rotated: each manager reseals its keys; the old key no longer unlocks.
     let before = std::fs::read(certs(swarm.node(3)).join("swarm-node.key")).expect("key");

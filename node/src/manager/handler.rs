@@ -284,6 +284,19 @@ impl Manager {
         Some(base64::engine::general_purpose::STANDARD.encode(key.bytes()))
     }
 
+    /// The swarm's unlock key for a node of `role`, if autolocked: managers only, as the
+    /// data key.
+    fn unlock_key_for(&self, role: Role) -> Option<String> {
+        if role != Role::Manager {
+            return None;
+        }
+        self.store
+            .get::<crate::manager::objects::Cluster>(&self.cluster_id)
+            .ok()
+            .flatten()
+            .and_then(|c| c.unlock_key)
+    }
+
     /// A node's new certificate carries the role the store says it should have.
     async fn renew(&self, csr: &str, node_id: &str) -> Response {
         let node = match self.store.get::<Node>(node_id) {
@@ -303,6 +316,7 @@ impl Manager {
                 role,
                 members: self.raft.members().unwrap_or_default(),
                 data_key: self.data_key_for(role),
+                unlock_key: self.unlock_key_for(role),
             },
             Err(r) => r,
         }
@@ -386,6 +400,7 @@ impl Manager {
             ca_pem: cluster.ca_cert_pem,
             members: self.raft.members().map_err(Response::from)?,
             data_key: self.data_key_for(role),
+            unlock_key: self.unlock_key_for(role),
         })))
     }
 
@@ -459,6 +474,7 @@ impl Manager {
             ca_pem: cluster.ca_cert_pem.clone(),
             members: self.raft.members().map_err(Response::from)?,
             data_key: self.data_key_for(role),
+            unlock_key: self.unlock_key_for(role),
         })))
     }
 }

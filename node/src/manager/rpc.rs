@@ -74,6 +74,9 @@ pub enum Response {
         /// Managers only: the cluster data key (base64), which seals secrets.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         data_key: Option<String>,
+        /// Managers of an autolocked swarm: the unlock key, to seal their keys with.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        unlock_key: Option<String>,
     },
     /// Every task the node should know of, and the digest that names this set.
     LogSubscriptions {
@@ -118,6 +121,10 @@ pub struct Joined {
     /// Managers only: the cluster data key (base64), which seals secrets.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data_key: Option<String>,
+    /// Managers of an autolocked swarm: the unlock key, so that the new manager's keys
+    /// are sealed from the first write.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unlock_key: Option<String>,
 }
 
 /// One task's observed status, from the node that runs it.

@@ -514,6 +514,7 @@ impl Swarm {
         if root.digest().as_bytes() != token.ca_digest().as_bytes() {
             bail!("the manager sent a CA that does not match the join token");
         }
+        self.paths.adopt_unlock_key(joined.unlock_key.as_deref())?;
         self.paths
             .save_certs(&joined.cert_pem, &key_pem, &joined.ca_pem)?;
         let identity = tls::Identity::from_pem(&joined.cert_pem, &key_pem)?;

@@ -77,7 +77,9 @@ impl Swarm {
                 role,
                 members,
                 data_key,
+                unlock_key,
             } => {
+                self.paths.adopt_unlock_key(unlock_key.as_deref())?;
                 self.install_certificate(active, &cert_pem, &key_pem, role)?;
                 if role == Role::Manager {
                     self.paths.save_data_key(data_key.as_deref())?;
@@ -150,6 +152,7 @@ impl Swarm {
             .context("an unreadable answer from the manager")?
         {
             Response::Joined(joined) => {
+                self.paths.adopt_unlock_key(joined.unlock_key.as_deref())?;
                 self.install_certificate(active, &joined.cert_pem, &key_pem, joined.role)?;
                 if joined.role == Role::Manager {
                     self.paths.save_data_key(joined.data_key.as_deref())?;

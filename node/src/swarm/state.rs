@@ -107,6 +107,17 @@ impl Paths {
         Ok(key)
     }
 
+    /// Seals the key files with the unlock key a manager sent (an autolocked swarm's new
+    /// manager), before anything else is written; nothing if none was sent.
+    pub fn adopt_unlock_key(&self, unlock_key: Option<&str>) -> anyhow::Result<()> {
+        let Some(text) = unlock_key else {
+            return Ok(());
+        };
+        let key = lock::parse_unlock_key(text).context("the unlock key the manager sent")?;
+        self.vault.rekey(&self.key_files(), Some(key))?;
+        Ok(())
+    }
+
     /// The cluster data key kept here, if this node has one.
     pub fn load_data_key(&self) -> anyhow::Result<Option<Key>> {
         self.load_key(&self.data_key())

@@ -56,7 +56,7 @@ pub struct RaftStatus {
     pub is_leader: bool,
     /// On the leader: members it has not heard from within an election timeout.
     pub unreachable: BTreeSet<u64>,
-    /// This node was removed from Raft (demoted or removed): its Raft has stopped.
+    /// This node was removed from Raft (demoted or removed), as far as it has applied.
     pub removed: bool,
     /// Raft's voters as this manager applied them.
     pub voters: BTreeSet<u64>,
@@ -293,6 +293,9 @@ struct Node {
     peers: HashMap<u64, mpsc::Sender<Vec<Message>>>,
     members: Members,
     config: RaftConfig,
+    /// The last membership change about this node that it applied removed it. Raft goes
+    /// on running (a non-voter neither campaigns nor is sent anything): a re-promoted
+    /// manager replays its own earlier removal before the entry that added it again.
     removed: bool,
 }
 
@@ -319,11 +322,11 @@ impl Node {
                 self.fail_pending("raft stopped");
                 break;
             }
+            let was_removed = self.status.borrow().removed;
             self.publish_status();
-            if self.removed {
+            if self.removed && !was_removed {
                 tracing::info!("this node was removed from raft");
                 self.fail_pending("this manager was removed from the cluster");
-                break;
             }
         }
     }
@@ -482,6 +485,9 @@ impl Node {
                                     serde_json::to_vec(&member).map_err(Error::Codec)?,
                                 );
                                 self.peers.remove(&member.raft_id);
+                                if member.raft_id == self.config.id {
+                                    self.removed = false;
+                                }
                                 if let Ok(mut members) = self.members.write() {
                                     members.insert(member.raft_id, member);
                                 }
