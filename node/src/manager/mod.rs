@@ -89,6 +89,12 @@ impl Manager {
         if config.force_new_cluster {
             log.force_new_cluster(raft_id).map_err(raft_err)?;
         }
+        // The only voter (a one-manager swarm, common on a small fleet) needs nobody's
+        // vote: it leads at once after a restart, not an election timeout later.
+        let sole_voter = log
+            .conf_state()
+            .map(|cs| cs.voters == [raft_id])
+            .unwrap_or(false);
         let net = Arc::new(QuicNetwork::new(config.transport.clone()));
         let (raft, raft_task) = Raft::start(
             RaftConfig::new(raft_id),
@@ -118,7 +124,7 @@ impl Manager {
             store.clone(),
             raft.watch_status(),
         )));
-        if config.bootstrap || config.force_new_cluster {
+        if config.bootstrap || config.force_new_cluster || sole_voter {
             raft.campaign().await;
         }
         Ok(Arc::new(Manager {
