@@ -165,19 +165,12 @@ pub async fn run(cmd: SwarmCommand, client: &Client) -> anyhow::Result<()> {
             }
             if args.rotate {
                 let swarm: Value = client.json(Method::GET, "/swarm").await?;
-                let version = swarm["Version"]["Index"].as_u64().unwrap_or(0);
                 let flag = if args.role == "worker" {
                     "rotateWorkerToken"
                 } else {
                     "rotateManagerToken"
                 };
-                client
-                    .send(
-                        Method::POST,
-                        &format!("/swarm/update?version={version}&{flag}=true"),
-                        Client::json_body(&swarm["Spec"])?,
-                    )
-                    .await?;
+                rotate(client, &swarm, flag).await?;
                 if !args.quiet {
                     println!("Successfully rotated {} join token.\n", args.role);
                 }
@@ -238,14 +231,7 @@ pub async fn run(cmd: SwarmCommand, client: &Client) -> anyhow::Result<()> {
                 if swarm["Spec"]["EncryptionConfig"]["AutoLockManagers"] != json!(true) {
                     anyhow::bail!("cannot rotate because autolock is not turned on");
                 }
-                let version = swarm["Version"]["Index"].as_u64().unwrap_or(0);
-                client
-                    .send(
-                        Method::POST,
-                        &format!("/swarm/update?version={version}&rotateManagerUnlockKey=true"),
-                        Client::json_body(&swarm["Spec"])?,
-                    )
-                    .await?;
+                rotate(client, &swarm, "rotateManagerUnlockKey").await?;
                 if !args.quiet {
                     println!("Successfully rotated manager unlock key.\n");
                 }
@@ -253,6 +239,19 @@ pub async fn run(cmd: SwarmCommand, client: &Client) -> anyhow::Result<()> {
             print_unlock_key(client, args.quiet).await?;
         }
     }
+    Ok(())
+}
+
+/// `swarm update` of the swarm as it is, with one of its rotate flags.
+async fn rotate(client: &Client, swarm: &Value, flag: &str) -> anyhow::Result<()> {
+    let version = swarm["Version"]["Index"].as_u64().unwrap_or(0);
+    client
+        .send(
+            Method::POST,
+            &format!("/swarm/update?version={version}&{flag}=true"),
+            Client::json_body(&swarm["Spec"])?,
+        )
+        .await?;
     Ok(())
 }
 

@@ -169,9 +169,7 @@ impl Containers {
         let runtime_root = exec_root.join("runtime");
         let runtime = Arc::new(Runtime::new(&runtime_root)?);
         let reaper = Arc::new(Reaper::default());
-        reaper
-            .start()
-            .context("becoming the containers' subreaper")?;
+        reaper.start().context("watching for exits (SIGCHLD)")?;
         let exe =
             std::env::current_exe().context("finding the covey binary for the runtime helper")?;
         // Exits pushed by the helpers, ours and earlier daemons', go where the reaper's go.

@@ -29,9 +29,13 @@ struct State {
 }
 
 impl Reaper {
-    /// Becomes the subreaper and reaps on every SIGCHLD until the runtime ends.
+    /// Becomes the subreaper and reaps on every SIGCHLD until the runtime ends. Where the
+    /// system refuses a subreaper (qemu's user emulation does), the daemon still reaps its
+    /// own children, and a dead helper's containers pass to init instead.
     pub fn start(self: &std::sync::Arc<Self>) -> std::io::Result<()> {
-        nix::sys::prctl::set_child_subreaper(true).map_err(std::io::Error::from)?;
+        if let Err(e) = nix::sys::prctl::set_child_subreaper(true) {
+            tracing::warn!("not the containers' subreaper ({e}): if a runtime helper dies, its containers pass to init");
+        }
         let mut sigchld = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::child())?;
         let me = self.clone();
         tokio::spawn(async move {
