@@ -1,6 +1,8 @@
 //! covey: Docker Swarm mode for edge and IoT fleets, as one small binary.
 //!
 //! # Layout
+//! - [`board`]: the boards covey supports (`board-configs/`, built in) and which one
+//!   this node is.
 //! - [`config`]: the daemon's settings, from flags and `/etc/covey/covey.toml`.
 //! - [`daemon`]: `covey daemon`: opens the node's stores and serves the API.
 //! - [`containers`]: the node's containers (create, start, stop, logs...) over the runtime.
@@ -19,6 +21,7 @@
 
 pub mod agent;
 pub mod api;
+pub mod board;
 pub mod cli;
 pub mod config;
 pub mod containers;
