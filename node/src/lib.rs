@@ -13,6 +13,8 @@
 //! - [`cli`]: the `covey` command line, a client of that API (one file per noun).
 //! - [`manager`]: what managers run, named after swarmkit's parts: the store, Raft, the
 //!   CA, and the dispatcher.
+//! - [`provision`]: `covey provision`, a Raspberry Pi OS image made to join the swarm
+//!   on its first boot, edited from userspace.
 //! - [`seal`]: secrets sealed at rest (an AEAD under a 32-byte key).
 //! - [`transport`]: node-to-node QUIC with mutual TLS, and its frames.
 //!
@@ -29,6 +31,7 @@ pub mod daemon;
 pub mod events;
 pub mod manager;
 pub mod network;
+pub mod provision;
 pub mod seal;
 pub mod swarm;
 pub mod transport;

@@ -12,6 +12,7 @@ mod image;
 mod network;
 mod node;
 mod output;
+mod provision;
 mod service;
 mod session;
 mod swarm;
@@ -78,6 +79,8 @@ enum Command {
     Events(events::EventsArgs),
     /// Print a shell completion script (bash, zsh or fish).
     Completion(completion::CompletionArgs),
+    /// Make a Raspberry Pi OS image (or SD card) join the swarm on its first boot.
+    Provision(Box<provision::ProvisionArgs>),
     /// The daemon's single-threaded helper that makes containers (started by the daemon).
     #[command(hide = true)]
     RuntimeHelper {
@@ -115,6 +118,16 @@ pub fn main() -> ExitCode {
                 }
             };
         }
+        // Needs no daemon and no runtime either: it edits an image's files.
+        Command::Provision(args) => {
+            return match provision::run(args) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("covey provision: {e:#}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
         _ => {}
     }
     if matches!(cli.command, Command::Daemon(_)) {
@@ -144,7 +157,9 @@ pub fn main() -> ExitCode {
             Command::Events(args) => events::run(args, &client(&cli.host)?).await,
             Command::Version(args) => version::run(args, &client(&cli.host)?).await,
             Command::Container(cmd) => container::run(cmd, &client(&cli.host)?).await,
-            Command::RuntimeHelper { .. } | Command::Completion(_) => Ok(()),
+            Command::RuntimeHelper { .. } | Command::Completion(_) | Command::Provision(_) => {
+                Ok(())
+            }
         }
     });
     match result {
