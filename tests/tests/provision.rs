@@ -307,13 +307,40 @@ fn provision_with(extra: &[&str], base: &[String]) -> Output {
     provision(&args)
 }
 
-#[test]
-fn provision_refuses_bad_input_and_leaves_the_image_alone() {
+/// A fresh image, a program for it, the arguments of a provision that would work, and
+/// the image's digest before it.
+struct Setup {
+    dir: tempfile::TempDir,
+    img: PathBuf,
+    program: PathBuf,
+    base: Vec<String>,
+    pristine: covey_images::Digest,
+}
+
+fn setup() -> Setup {
     let dir = tempfile::tempdir().expect("tempdir");
     let img = make_image(dir.path());
     let program = arm64_program(dir.path());
     let base = base_args(&img, &program);
     let pristine = digest(&img);
+    Setup {
+        dir,
+        img,
+        program,
+        base,
+        pristine,
+    }
+}
+
+#[test]
+fn provision_refuses_bad_input_and_leaves_the_image_alone() {
+    let Setup {
+        dir,
+        img,
+        program: _,
+        base,
+        pristine,
+    } = setup();
     let refused = |extra: &[&str], base: &[String], wanted: &[&str]| {
         let out = provision_with(extra, base);
         let err = stderr(&out);
@@ -402,11 +429,13 @@ fn provision_refuses_bad_input_and_leaves_the_image_alone() {
 
 #[test]
 fn provision_writes_a_device_only_once_confirmed() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let img = make_image(dir.path());
-    let program = arm64_program(dir.path());
-    let base = base_args(&img, &program);
-    let pristine = digest(&img);
+    let Setup {
+        dir,
+        img,
+        program,
+        base,
+        pristine,
+    } = setup();
     // A file stands in for the SD card.
     let card = dir.path().join("card");
     std::fs::write(&card, b"what was on the card").expect("card");

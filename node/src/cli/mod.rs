@@ -108,26 +108,11 @@ pub fn main() -> ExitCode {
     );
     match &cli.command {
         Command::RuntimeHelper { .. } => return runtime_helper(),
-        // Needs no daemon and no runtime.
+        // Neither needs a daemon or the runtime: one prints, the other edits an image.
         Command::Completion(args) => {
-            return match completion::run(args) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("covey completion: {e}");
-                    ExitCode::FAILURE
-                }
-            };
+            return done("completion", completion::run(args).map_err(Into::into))
         }
-        // Needs no daemon and no runtime either: it edits an image's files.
-        Command::Provision(args) => {
-            return match provision::run(args) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("covey provision: {e:#}");
-                    ExitCode::FAILURE
-                }
-            };
-        }
+        Command::Provision(args) => return done("provision", provision::run(args)),
         _ => {}
     }
     if matches!(cli.command, Command::Daemon(_)) {
@@ -174,6 +159,17 @@ pub fn main() -> ExitCode {
         }
         Err(e) => {
             eprintln!("{e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The exit of a command that runs without the daemon.
+fn done(name: &str, result: anyhow::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("covey {name}: {e:#}");
             ExitCode::FAILURE
         }
     }
