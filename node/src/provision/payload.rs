@@ -396,6 +396,20 @@ mod tests {
     }
 
     #[test]
+    fn a_board_file_goes_with_the_image() {
+        let mut req = request();
+        req.board_file = Some("name = \"mine\"\n".into());
+        req.labels = vec!["room=\"B\" \\ 2".into()];
+        let files = files(&req).expect("valid");
+        assert_eq!(file(&files, "covey-board.toml"), "name = \"mine\"\n");
+        let parsed: crate::config::FileConfig =
+            toml::from_str(file(&files, "covey.toml")).expect("covey.toml parses");
+        assert_eq!(parsed.board_file, Some("/etc/covey/board.toml".into()));
+        assert_eq!(parsed.board, None);
+        assert_eq!(parsed.labels, ["room=\"B\" \\ 2"], "quotes survive");
+    }
+
+    #[test]
     fn bad_values_are_refused_by_flag() {
         let refused = |edit: &dyn Fn(&mut Request), want: &str| {
             let mut req = request();
