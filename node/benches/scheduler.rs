@@ -105,6 +105,7 @@ fn nodes(rng: &mut Rng) -> Vec<Node> {
                     nano_cpus: 4 * CPU,
                     memory_bytes: if i % 2 == 0 { 4 * GIB } else { 8 * GIB },
                     vxlan: true,
+                    engine_labels: Default::default(),
                 },
                 status: NodeStatus {
                     state,

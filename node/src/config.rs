@@ -1,5 +1,6 @@
 //! The daemon's configuration: dockerd's flags where they mean the same, over a TOML file.
 
+use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 
@@ -29,6 +30,14 @@ pub struct FileConfig {
     pub tlscert: Option<PathBuf>,
     pub tlskey: Option<PathBuf>,
     pub overlay_path: Option<OverlayPath>,
+    /// A built-in board by name (`pi4`), instead of the one the device tree names.
+    pub board: Option<String>,
+    /// A board file, instead of a built-in board.
+    pub board_file: Option<PathBuf>,
+    /// Engine labels, `KEY=VALUE` (dockerd's `labels`), shown in `node inspect` and
+    /// matched by `engine.labels.KEY` constraints.
+    #[serde(default)]
+    pub labels: Vec<String>,
 }
 
 /// How the node carries overlay networks between nodes.
@@ -55,6 +64,10 @@ pub struct DaemonConfig {
     pub insecure_registries: Vec<String>,
     pub debug: bool,
     pub overlay_path: OverlayPath,
+    /// How the node's board is found.
+    pub board: crate::board::Choice,
+    /// The node's engine labels (the board's `covey.board` is added at start).
+    pub labels: BTreeMap<String, String>,
 }
 
 /// The API over TCP: the address, and the files that make it TLS with client
@@ -88,6 +101,10 @@ pub struct Flags {
     pub tlscert: Option<PathBuf>,
     pub tlskey: Option<PathBuf>,
     pub overlay_path: Option<OverlayPath>,
+    pub board: Option<String>,
+    pub board_file: Option<PathBuf>,
+    /// `--label`, added to the file's.
+    pub labels: Vec<String>,
 }
 
 impl DaemonConfig {
@@ -152,6 +169,15 @@ impl DaemonConfig {
                     .to_string()
             })
             .collect();
+        let board = board_choice(
+            (flags.board, flags.board_file),
+            (file.board, file.board_file),
+        )?;
+        let mut labels = BTreeMap::new();
+        for raw in file.labels.iter().chain(&flags.labels) {
+            let (key, value) = engine_label(raw)?;
+            labels.insert(key, value);
+        }
         Ok(Self {
             data_root,
             exec_root,
@@ -160,8 +186,45 @@ impl DaemonConfig {
             insecure_registries: insecure,
             debug: flags.debug || file.debug.unwrap_or(false),
             overlay_path: flags.overlay_path.or(file.overlay_path).unwrap_or_default(),
+            board,
+            labels,
         })
     }
+}
+
+/// The board the flags name, else the file's, else detection; a board and a board file
+/// given together are refused.
+fn board_choice(
+    flags: (Option<String>, Option<PathBuf>),
+    file: (Option<String>, Option<PathBuf>),
+) -> anyhow::Result<crate::board::Choice> {
+    use crate::board::Choice;
+    let pick = |(name, path): (Option<String>, Option<PathBuf>), what: &str| match (name, path) {
+        (Some(_), Some(_)) => bail!("{what} name both a board and a board file: give one"),
+        (Some(name), None) => Ok(Some(Choice::Named(name))),
+        (None, Some(path)) => Ok(Some(Choice::File(path))),
+        (None, None) => Ok(None),
+    };
+    let flags = pick(flags, "the flags")?;
+    let file = pick(file, "the config file's board and board-file")?;
+    Ok(flags.or(file).unwrap_or_default())
+}
+
+/// An engine label, `KEY=VALUE` or `KEY` (an empty value), as dockerd's `--label`.
+/// `covey.` keys are covey's own (the board), so not a user's to set.
+pub fn engine_label(raw: &str) -> anyhow::Result<(String, String)> {
+    let (key, value) = raw.split_once('=').unwrap_or((raw, ""));
+    let key = key.trim();
+    if key.is_empty() || key.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        bail!("invalid label {raw:?}: expected KEY=VALUE, the key without spaces");
+    }
+    if value.chars().any(char::is_control) {
+        bail!("invalid label {raw:?}: the value has a control character");
+    }
+    if key.starts_with("covey.") {
+        bail!("invalid label {raw:?}: keys under covey. are covey's own (covey.board comes from the board)");
+    }
+    Ok((key.to_string(), value.to_string()))
 }
 
 /// The TLS settings as given, before they are checked.
@@ -268,6 +331,38 @@ mod tests {
         assert_eq!(c.data_root, PathBuf::from("/a"));
         assert_eq!(c.socket, PathBuf::from("/e/covey.sock"));
         assert_eq!(c.insecure_registries, vec!["reg:5000", "other:1"]);
+        assert_eq!(c.board, crate::board::Choice::Detect);
+
+        std::fs::write(
+            &file,
+            "board = \"pi4\"\nlabels = [\"zone=east\", \"gpu\"]\n",
+        )
+        .unwrap();
+        let c = DaemonConfig::resolve(Flags {
+            config_file: Some(file.clone()),
+            labels: vec!["zone=west".into()],
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(c.board, crate::board::Choice::Named("pi4".into()));
+        let labels: Vec<_> = c.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        assert_eq!(labels, ["gpu=", "zone=west"], "the flag's value wins");
+        let c = DaemonConfig::resolve(Flags {
+            config_file: Some(file.clone()),
+            board_file: Some("/b.toml".into()),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(c.board, crate::board::Choice::File("/b.toml".into()));
+        for bad in ["covey.board=pi5", "=x", "a b=c"] {
+            let err = DaemonConfig::resolve(Flags {
+                config_file: Some(file.clone()),
+                labels: vec![bad.into()],
+                ..Default::default()
+            })
+            .unwrap_err();
+            assert!(format!("{err:#}").contains(bad), "{err:#}");
+        }
 
         std::fs::write(&file, "data_roott = 1\n").unwrap();
         let err = DaemonConfig::resolve(Flags {

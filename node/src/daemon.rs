@@ -55,17 +55,29 @@ pub async fn run(config: DaemonConfig) -> anyhow::Result<()> {
         }
         Err((_, e)) => return Err(e).context("locking the data root"),
     };
-    let images = ImageService::open(
-        &config.data_root.join("images"),
-        ImageOptions {
-            registries: RegistryOptions {
-                insecure: config.insecure_registries.clone(),
-                docker_config: covey_images::auth::default_docker_config(),
-            },
-            ..Default::default()
+    let board = crate::board::resolve(&config.board).context("finding this node's board")?;
+    let board = board.map(|b| {
+        report_board(&b);
+        b.board
+    });
+    let mut image_options = ImageOptions {
+        registries: RegistryOptions {
+            insecure: config.insecure_registries.clone(),
+            docker_config: covey_images::auth::default_docker_config(),
         },
-    )
-    .context("opening the image store")?;
+        ..Default::default()
+    };
+    // The board's variant (arm/v7 on a 64-bit kernel running a 32-bit covey), where it
+    // names the CPU this binary runs as.
+    if let Some(b) = board
+        .as_ref()
+        .filter(|b| b.platform.target.arch() == std::env::consts::ARCH)
+    {
+        image_options.platform = b.oci_platform();
+    }
+    let profile = crate::swarm::Profile::new(board.as_ref(), config.labels.clone());
+    let images = ImageService::open(&config.data_root.join("images"), image_options)
+        .context("opening the image store")?;
     let events = Arc::new(Events::default());
     let bus = events.clone();
     images.observe(Box::new(move |change| bus.publish(image_event(change))));
@@ -75,6 +87,7 @@ pub async fn run(config: DaemonConfig) -> anyhow::Result<()> {
         &config.exec_root,
         images.clone(),
         events.clone(),
+        profile.flash.log_max_size,
     )
     .await?;
     tracing::info!(
@@ -104,7 +117,7 @@ pub async fn run(config: DaemonConfig) -> anyhow::Result<()> {
         config.exec_root.join("configs"),
         secrets,
     );
-    let swarm = Swarm::open(&config.data_root, Some(executor), events.clone())
+    let swarm = Swarm::open(&config.data_root, Some(executor), events.clone(), profile)
         .await
         .context("starting this node's swarm membership")?;
 
@@ -176,6 +189,33 @@ pub async fn run(config: DaemonConfig) -> anyhow::Result<()> {
     let _ = std::fs::remove_file(&pidfile);
     tracing::info!("covey stopped");
     Ok(())
+}
+
+/// Logs the board and what this host lacks of what it needs.
+fn report_board(resolved: &crate::board::Resolved) {
+    use crate::board::Source;
+    let board = &resolved.board;
+    let how = match &resolved.source {
+        Source::Model(model) => format!("device tree model {model:?}"),
+        Source::Fallback => format!("no device tree board, a {} CPU", std::env::consts::ARCH),
+        Source::Named => "named".to_string(),
+        Source::File(path) => format!("board file {}", path.display()),
+    };
+    tracing::info!(board = %board.name, "board: {} ({how})", board.description);
+    if board.platform.target.arch() != std::env::consts::ARCH {
+        tracing::warn!(
+            "board {} is built for {}, but this covey runs as {}",
+            board.name,
+            board.platform.target.triple(),
+            std::env::consts::ARCH
+        );
+    }
+    let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
+    let controllers =
+        covey_runtime::cgroups::available(std::path::Path::new(covey_runtime::cgroups::ROOT));
+    for problem in crate::board::check_host(board, &cmdline, &controllers) {
+        tracing::warn!(board = %board.name, "{problem}");
+    }
 }
 
 async fn shutdown_signal() {

@@ -1,6 +1,8 @@
 //! covey: Docker Swarm mode for edge and IoT fleets, as one small binary.
 //!
 //! # Layout
+//! - [`board`]: the boards covey supports (`board-configs/`, built in) and which one
+//!   this node is.
 //! - [`config`]: the daemon's settings, from flags and `/etc/covey/covey.toml`.
 //! - [`daemon`]: `covey daemon`: opens the node's stores and serves the API.
 //! - [`containers`]: the node's containers (create, start, stop, logs...) over the runtime.
@@ -11,6 +13,8 @@
 //! - [`cli`]: the `covey` command line, a client of that API (one file per noun).
 //! - [`manager`]: what managers run, named after swarmkit's parts: the store, Raft, the
 //!   CA, and the dispatcher.
+//! - [`provision`]: `covey provision`, a Raspberry Pi OS image made to join the swarm
+//!   on its first boot, edited from userspace.
 //! - [`seal`]: secrets sealed at rest (an AEAD under a 32-byte key).
 //! - [`transport`]: node-to-node QUIC with mutual TLS, and its frames.
 //!
@@ -19,6 +23,7 @@
 
 pub mod agent;
 pub mod api;
+pub mod board;
 pub mod cli;
 pub mod config;
 pub mod containers;
@@ -26,6 +31,7 @@ pub mod daemon;
 pub mod events;
 pub mod manager;
 pub mod network;
+pub mod provision;
 pub mod seal;
 pub mod swarm;
 pub mod transport;

@@ -179,7 +179,7 @@ pub fn node_json(node: &Node, raft: &RaftStatus) -> Value {
             "Hostname": d.hostname,
             "Platform": {"Architecture": d.architecture, "OS": d.os},
             "Resources": {"NanoCPUs": d.nano_cpus, "MemoryBytes": d.memory_bytes},
-            "Engine": {"EngineVersion": d.engine_version, "Labels": {}, "Plugins": []},
+            "Engine": {"EngineVersion": d.engine_version, "Labels": d.engine_labels, "Plugins": []},
         },
         "Status": {
             "State": node.status.state.as_str(),

@@ -54,8 +54,9 @@ pub async fn version(State(node): State<Arc<Node>>) -> impl IntoResponse {
 /// is said, so that `docker info` warns only of limits covey cannot set.
 pub async fn info(State(node): State<Arc<Node>>) -> impl IntoResponse {
     use crate::containers::Status;
-    // Whether the node has VXLAN is not one of `info`'s fields.
-    let d = crate::swarm::describe(true);
+    // Whether the node has VXLAN is not one of `info`'s fields; its resources are the
+    // machine's, before the board's reservation.
+    let d = crate::swarm::describe(true, &Default::default());
     let swarm = swarm_info(&node).await;
     let containers = node.containers.list(true);
     let count = |s: Status| containers.iter().filter(|c| c.status == s).count();
@@ -92,6 +93,13 @@ pub async fn info(State(node): State<Arc<Node>>) -> impl IntoResponse {
         "NCPU": d.nano_cpus / 1_000_000_000,
         "MemTotal": d.memory_bytes,
         "DockerRootDir": node.config.data_root,
+        "Labels": node
+            .swarm
+            .profile()
+            .engine_labels
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>(),
         "Swarm": swarm,
     }))
 }

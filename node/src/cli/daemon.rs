@@ -37,6 +37,15 @@ pub struct DaemonArgs {
     /// it, else QUIC) or quic (always, as if there were no VXLAN).
     #[arg(long, value_enum, value_name = "PATH")]
     overlay_path: Option<OverlayPath>,
+    /// The board this node is (pi4, pi5, cm4...), if the device tree does not say.
+    #[arg(long, value_name = "NAME", conflicts_with = "board_file")]
+    board: Option<String>,
+    /// A board file (TOML, as those in board-configs/) instead of a built-in board.
+    #[arg(long, value_name = "PATH")]
+    board_file: Option<PathBuf>,
+    /// An engine label, KEY=VALUE (constraints match it as engine.labels.KEY).
+    #[arg(long = "label", value_name = "KEY=VALUE")]
+    labels: Vec<String>,
 }
 
 pub async fn run(args: DaemonArgs, hosts: Vec<String>, debug: bool) -> anyhow::Result<()> {
@@ -52,6 +61,9 @@ pub async fn run(args: DaemonArgs, hosts: Vec<String>, debug: bool) -> anyhow::R
         tlscert: args.tlscert,
         tlskey: args.tlskey,
         overlay_path: args.overlay_path,
+        board: args.board,
+        board_file: args.board_file,
+        labels: args.labels,
     })?;
     crate::daemon::run(config).await
 }

@@ -12,6 +12,7 @@ mod image;
 mod network;
 mod node;
 mod output;
+mod provision;
 mod service;
 mod session;
 mod swarm;
@@ -78,6 +79,8 @@ enum Command {
     Events(events::EventsArgs),
     /// Print a shell completion script (bash, zsh or fish).
     Completion(completion::CompletionArgs),
+    /// Make a Raspberry Pi OS image (or SD card) join the swarm on its first boot.
+    Provision(Box<provision::ProvisionArgs>),
     /// The daemon's single-threaded helper that makes containers (started by the daemon).
     #[command(hide = true)]
     RuntimeHelper {
@@ -105,16 +108,11 @@ pub fn main() -> ExitCode {
     );
     match &cli.command {
         Command::RuntimeHelper { .. } => return runtime_helper(),
-        // Needs no daemon and no runtime.
+        // Neither needs a daemon or the runtime: one prints, the other edits an image.
         Command::Completion(args) => {
-            return match completion::run(args) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("covey completion: {e}");
-                    ExitCode::FAILURE
-                }
-            };
+            return done("completion", completion::run(args).map_err(Into::into))
         }
+        Command::Provision(args) => return done("provision", provision::run(args)),
         _ => {}
     }
     if matches!(cli.command, Command::Daemon(_)) {
@@ -144,7 +142,9 @@ pub fn main() -> ExitCode {
             Command::Events(args) => events::run(args, &client(&cli.host)?).await,
             Command::Version(args) => version::run(args, &client(&cli.host)?).await,
             Command::Container(cmd) => container::run(cmd, &client(&cli.host)?).await,
-            Command::RuntimeHelper { .. } | Command::Completion(_) => Ok(()),
+            Command::RuntimeHelper { .. } | Command::Completion(_) | Command::Provision(_) => {
+                Ok(())
+            }
         }
     });
     match result {
@@ -159,6 +159,17 @@ pub fn main() -> ExitCode {
         }
         Err(e) => {
             eprintln!("{e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The exit of a command that runs without the daemon.
+fn done(name: &str, result: anyhow::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("covey {name}: {e:#}");
             ExitCode::FAILURE
         }
     }

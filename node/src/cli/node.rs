@@ -282,7 +282,7 @@ async fn update(
 }
 
 /// `node inspect --pretty`: docker's human form of a node (its
-/// `nodeInspectPrettyTemplate`, less engine plugins and labels, which covey has none of).
+/// `nodeInspectPrettyTemplate`, less engine plugins, which covey has none of).
 fn render(node: &Value) -> String {
     let s = |v: &Value| v.as_str().unwrap_or_default().to_string();
     let d = &node["Description"];
@@ -291,16 +291,7 @@ fn render(node: &Value) -> String {
     if let Some(name) = node["Spec"]["Name"].as_str().filter(|n| !n.is_empty()) {
         let _ = writeln!(o, "Name:\t\t\t{name}");
     }
-    if let Some(labels) = node["Spec"]["Labels"].as_object().filter(|l| !l.is_empty()) {
-        o.push_str("Labels:\n");
-        for (k, v) in labels {
-            match v.as_str().filter(|v| !v.is_empty()) {
-                Some(v) => writeln!(o, " - {k}={v}"),
-                None => writeln!(o, " - {k}"),
-            }
-            .ok();
-        }
-    }
+    labels(&mut o, "Labels", &node["Spec"]["Labels"]);
     let _ = writeln!(o, "Hostname:              \t{}", s(&d["Hostname"]));
     let _ = writeln!(
         o,
@@ -341,7 +332,23 @@ fn render(node: &Value) -> String {
     let memory = d["Resources"]["MemoryBytes"].as_i64().unwrap_or(0);
     let _ = writeln!(o, " Memory:\t\t{}", bytes_size(memory));
     let _ = writeln!(o, "Engine Version:\t\t{}", s(&d["Engine"]["EngineVersion"]));
+    labels(&mut o, "Engine Labels", &d["Engine"]["Labels"]);
     o
+}
+
+/// A map of labels as docker lists them: ` - key=value`, or ` - key` when empty.
+fn labels(o: &mut String, title: &str, labels: &Value) {
+    let Some(labels) = labels.as_object().filter(|l| !l.is_empty()) else {
+        return;
+    };
+    let _ = writeln!(o, "{title}:");
+    for (k, v) in labels {
+        match v.as_str().filter(|v| !v.is_empty()) {
+            Some(v) => writeln!(o, " - {k}={v}"),
+            None => writeln!(o, " - {k}"),
+        }
+        .ok();
+    }
 }
 
 /// An RFC 3339 time in UTC as docker prints a node's (Go's `time.Time`, lowercased):
@@ -372,7 +379,7 @@ mod tests {
                 "Hostname": "pi4",
                 "Platform": {"OS": "linux", "Architecture": "aarch64"},
                 "Resources": {"NanoCPUs": 4_000_000_000i64, "MemoryBytes": 8_i64 << 30},
-                "Engine": {"EngineVersion": "0.1.0"}
+                "Engine": {"EngineVersion": "0.1.0", "Labels": {"covey.board": "pi4"}}
             },
             "Status": {"State": "ready", "Addr": "10.0.0.4"},
             "ManagerStatus": {"Leader": true, "Reachability": "reachable", "Addr": "10.0.0.4:2377"}
@@ -391,6 +398,7 @@ mod tests {
             " Architecture:\t\taarch64\n",
             " CPUs:\t\t\t4\n",
             " Memory:\t\t8GiB\n",
+            "Engine Labels:\n - covey.board=pi4\n",
         ] {
             assert!(text.contains(line), "{line:?} in {text}");
         }

@@ -66,8 +66,9 @@ pub struct InitArgs {
 
 #[derive(Args)]
 pub struct JoinArgs {
-    /// The swarm's worker or manager join token.
-    #[arg(long)]
+    /// The swarm's worker or manager join token ($COVEY_JOIN_TOKEN keeps it off the
+    /// command line, as the join unit `covey provision` writes does).
+    #[arg(long, env = "COVEY_JOIN_TOKEN", hide_env_values = true)]
     token: String,
     #[arg(long)]
     advertise_addr: Option<String>,

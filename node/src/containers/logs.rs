@@ -13,8 +13,6 @@ use serde::{Deserialize, Serialize};
 use tokio::io::AsyncReadExt;
 use tokio::sync::broadcast;
 
-/// Rotate past this; one older file is kept.
-const MAX_LOG_BYTES: u64 = 10 << 20;
 /// A line longer than this is written in pieces, as Docker does at 16 kB.
 const MAX_LINE: usize = 16 * 1024;
 
@@ -49,10 +47,7 @@ pub struct LogFile {
 }
 
 impl LogFile {
-    pub fn new(dir: &Path) -> Self {
-        Self::with_limit(dir, MAX_LOG_BYTES)
-    }
-
+    /// Rotated past `max_bytes` (the board's flash setting); one older file is kept.
     pub fn with_limit(dir: &Path, max_bytes: u64) -> Self {
         Self {
             path: dir.join("container.log"),

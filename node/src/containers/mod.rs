@@ -89,10 +89,10 @@ pub struct Container {
 }
 
 impl Container {
-    fn new(record: Record, dir: PathBuf) -> Self {
+    fn new(record: Record, dir: PathBuf, log_max_bytes: u64) -> Self {
         let code = record.exit_code;
         Self {
-            log: Arc::new(LogFile::new(&dir)),
+            log: Arc::new(LogFile::with_limit(&dir, log_max_bytes)),
             record: Mutex::new(record),
             dir,
             live: broadcast::channel(1024).0,
@@ -146,6 +146,8 @@ pub struct Containers {
     execs: Mutex<HashMap<String, Arc<exec::Exec>>>,
     /// Where create, start, kill, die, stop and destroy are reported.
     events: Arc<Events>,
+    /// A container's log is rotated past this (the board's flash setting).
+    log_max_bytes: u64,
 }
 
 impl Containers {
@@ -162,6 +164,7 @@ impl Containers {
         exec_root: &Path,
         images: Arc<ImageService>,
         events: Arc<Events>,
+        log_max_bytes: u64,
     ) -> anyhow::Result<Arc<Self>> {
         use anyhow::Context;
         let dir = data_root.join("containers");
@@ -205,6 +208,7 @@ impl Containers {
             table: Mutex::new(HashMap::new()),
             execs: Mutex::new(HashMap::new()),
             events,
+            log_max_bytes,
         });
         me.load_records(pipes);
         me.sweep().await;
@@ -218,7 +222,7 @@ impl Containers {
         for e in entries.flatten() {
             match Record::load(&e.path()) {
                 Ok(r) => {
-                    let c = Arc::new(Container::new(r.clone(), e.path()));
+                    let c = Arc::new(Container::new(r.clone(), e.path(), self.log_max_bytes));
                     self.table().insert(r.id.clone(), c.clone());
                     if r.status == Status::Running {
                         adopt::adopt(self.clone(), c, pipes.remove(&r.id));
@@ -365,8 +369,10 @@ impl Containers {
         };
         record.save(&dir).map_err(ContainerError::internal)?;
         self.events.publish(container_event(&record, "create"));
-        self.table()
-            .insert(id.clone(), Arc::new(Container::new(record, dir)));
+        self.table().insert(
+            id.clone(),
+            Arc::new(Container::new(record, dir, self.log_max_bytes)),
+        );
         Ok(id)
     }
 

@@ -30,7 +30,7 @@ use crate::manager::{Manager, ManagerConfig, ManagerHandler};
 use crate::transport::{tls, Transport};
 
 pub use addr::{host_of, DEFAULT_PORT};
-pub use describe::describe;
+pub use describe::{describe, Profile, BOARD_LABEL};
 use state::Paths;
 pub use state::SwarmState;
 
@@ -88,6 +88,8 @@ pub struct Swarm {
     executor: Option<Executor>,
     /// The daemon's events, where this node's manager reports the store's changes.
     events: Arc<crate::events::Events>,
+    /// What the node says of itself beyond its hardware, and its board's flash settings.
+    profile: Profile,
 }
 
 /// A started agent, and its worker if the node runs tasks.
@@ -118,6 +120,7 @@ impl Swarm {
         data_root: &std::path::Path,
         executor: Option<Executor>,
         events: Arc<crate::events::Events>,
+        profile: Profile,
     ) -> anyhow::Result<Arc<Swarm>> {
         // Reports come every heartbeat; a few queued are plenty.
         let (reports, receiver) = tokio::sync::mpsc::channel(16);
@@ -128,6 +131,7 @@ impl Swarm {
             reports,
             executor,
             events,
+            profile,
         });
         tokio::spawn(roles::act_on_reports(Arc::downgrade(&swarm), receiver));
         if let Some(state) = swarm.paths.load()? {
@@ -237,8 +241,13 @@ impl Swarm {
                 let path = self.paths.db();
                 let db = sled::Config::new()
                     .path(&path)
-                    // sled's own periodic flush; Raft syncs what must be durable itself.
-                    .flush_every_ms(Some(5000))
+                    // sled's own periodic flush; Raft syncs what must be durable itself,
+                    // so a board on flash batches the rest for longer.
+                    .flush_every_ms(Some(
+                        u64::try_from(self.profile.store_flush().as_millis())
+                            .unwrap_or(u64::MAX)
+                            .max(1),
+                    ))
                     // The cluster's state is small; sled's default cache is 1 GiB.
                     .cache_capacity(8 << 20)
                     .open()
@@ -304,9 +313,17 @@ impl Swarm {
         (agent, worker)
     }
 
+    /// The node's engine labels, reservation and flash settings.
+    pub fn profile(&self) -> &Profile {
+        &self.profile
+    }
+
     /// What the node says of itself in its heartbeats.
     fn describe(&self) -> NodeDescription {
-        describe(self.executor.as_ref().is_none_or(|e| e.network.vxlan()))
+        describe(
+            self.executor.as_ref().is_none_or(|e| e.network.vxlan()),
+            &self.profile,
+        )
     }
 
     /// Gives the overlay's QUIC data path the node's certificate, as saved.

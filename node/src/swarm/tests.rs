@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 
-use super::{InitOptions, Swarm};
+use super::{InitOptions, Profile, Swarm};
 use crate::manager::ca::{self, Role, DEFAULT_CERT_VALIDITY};
 use crate::manager::objects::{Node, NodeState};
 use crate::manager::raft::Forward;
@@ -33,7 +33,7 @@ fn refused(response: Response, with: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_are_checked_against_the_callers_certificate() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let swarm = Swarm::open(dir.path(), None, Arc::default())
+    let swarm = Swarm::open(dir.path(), None, Arc::default(), Profile::default())
         .await
         .expect("open");
     swarm
@@ -61,7 +61,7 @@ async fn calls_are_checked_against_the_callers_certificate() {
     )
     .expect("bind");
     let heartbeat = Request::Heartbeat {
-        description: super::describe(true),
+        description: super::describe(true, &Profile::default()),
     };
     refused(
         call(&anonymous, addr, &heartbeat).await,
@@ -73,7 +73,7 @@ async fn calls_are_checked_against_the_callers_certificate() {
     let join = Request::Join {
         token: cluster.join_tokens.worker.clone(),
         csr: base64::engine::general_purpose::STANDARD.encode(csr),
-        description: super::describe(true),
+        description: super::describe(true, &Profile::default()),
         advertise_addr: String::new(),
         node_id: None,
     };
@@ -137,7 +137,7 @@ async fn calls_are_checked_against_the_callers_certificate() {
     let join = Request::Join {
         token: bad,
         csr: base64::engine::general_purpose::STANDARD.encode(csr),
-        description: super::describe(true),
+        description: super::describe(true, &Profile::default()),
         advertise_addr: String::new(),
         node_id: None,
     };
@@ -148,7 +148,7 @@ async fn calls_are_checked_against_the_callers_certificate() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_whose_certificate_expired_rejoins_under_its_id() {
     let manager_dir = tempfile::tempdir().expect("tempdir");
-    let manager_swarm = Swarm::open(manager_dir.path(), None, Arc::default())
+    let manager_swarm = Swarm::open(manager_dir.path(), None, Arc::default(), Profile::default())
         .await
         .expect("open");
     manager_swarm
@@ -177,7 +177,7 @@ async fn a_node_whose_certificate_expired_rejoins_under_its_id() {
     };
 
     let worker_dir = tempfile::tempdir().expect("tempdir");
-    let worker = Swarm::open(worker_dir.path(), None, Arc::default())
+    let worker = Swarm::open(worker_dir.path(), None, Arc::default(), Profile::default())
         .await
         .expect("open");
     worker.join(join()).await.expect("join");
@@ -207,7 +207,7 @@ async fn a_node_whose_certificate_expired_rejoins_under_its_id() {
         .save_certs(&short.cert_pem, &short.key_pem, &root.cert_pem())
         .expect("saving");
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let worker = Swarm::open(worker_dir.path(), None, Arc::default())
+    let worker = Swarm::open(worker_dir.path(), None, Arc::default(), Profile::default())
         .await
         .expect("reopen");
     // Its heartbeats are refused now: an expired certificate does not pass TLS.

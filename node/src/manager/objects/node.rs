@@ -78,6 +78,9 @@ pub struct NodeDescription {
     /// Whether its kernel has VXLAN for overlay networks (else they reach it over QUIC).
     #[serde(default = "yes")]
     pub vxlan: bool,
+    /// The daemon's labels (Docker's engine labels), `covey.board` among them.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub engine_labels: BTreeMap<String, String>,
 }
 
 fn yes() -> bool {
@@ -148,6 +151,7 @@ impl Node {
                 nano_cpus: 4_000_000_000,
                 memory_bytes: 8 << 30,
                 vxlan: true,
+                engine_labels: BTreeMap::new(),
             },
             status: NodeStatus {
                 state: NodeState::Ready,

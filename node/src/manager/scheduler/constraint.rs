@@ -1,6 +1,7 @@
 //! Placement constraints (`node.labels.zone == east`), with the syntax and matching of
 //! swarmkit's `constraint` package: keys and label prefixes are case-insensitive, label
-//! names are not, values compare case-insensitively. Unlike swarmkit, a key covey cannot
+//! names are not, values compare case-insensitively. `engine.labels.*` are the daemon's
+//! labels (`covey daemon --label`, and `covey.board`, the node's board). Unlike swarmkit, a key covey cannot
 //! evaluate is refused when parsed, so a typo fails `service create` rather than leaving
 //! tasks pending forever.
 
@@ -27,10 +28,8 @@ pub enum Problem {
         "key {0:?} is invalid: expected a letter or '_', then letters, digits, '-', '_' or '.'"
     )]
     BadKey(String),
-    #[error("unknown key {0:?}: expected node.id, node.hostname, node.role, node.platform.os, node.platform.arch or node.labels.<name>")]
+    #[error("unknown key {0:?}: expected node.id, node.hostname, node.role, node.platform.os, node.platform.arch, node.labels.<name> or engine.labels.<name>")]
     UnknownKey(String),
-    #[error("engine labels are not supported by covey: label nodes with `docker node update --label-add` and use node.labels.<name>")]
-    EngineLabels,
     #[error("value {0:?} is invalid: expected letters, digits, spaces or :-_.*()?+[]\\^$|/")]
     BadValue(String),
     #[error("node.role is manager or worker, not {0:?}")]
@@ -46,6 +45,8 @@ pub(super) enum Key {
     Arch,
     /// A node label's name, case kept: labels are case-sensitive.
     Label(String),
+    /// An engine label's name (the daemon's own), case kept.
+    EngineLabel(String),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -111,6 +112,10 @@ impl Constraint {
                 .labels
                 .get(name)
                 .is_some_and(|v| self.value.eq_ignore_ascii_case(v)),
+            Key::EngineLabel(name) => node
+                .engine_labels
+                .get(name)
+                .is_some_and(|v| self.value.eq_ignore_ascii_case(v)),
         };
         found == self.equal
     }
@@ -132,7 +137,9 @@ fn parse_key(key: &str) -> Result<Key, Problem> {
         _ if lower.starts_with(NODE_LABELS) && key.len() > NODE_LABELS.len() => {
             Key::Label(key[NODE_LABELS.len()..].to_string())
         }
-        _ if lower.starts_with(ENGINE_LABELS) => return Err(Problem::EngineLabels),
+        _ if lower.starts_with(ENGINE_LABELS) && key.len() > ENGINE_LABELS.len() => {
+            Key::EngineLabel(key[ENGINE_LABELS.len()..].to_string())
+        }
         _ => return Err(Problem::UnknownKey(key.to_string())),
     })
 }
@@ -181,6 +188,8 @@ mod tests {
         );
         let c = Constraint::parse("node.platform.arch==x86_64").expect("valid");
         assert_eq!(c.value, "amd64");
+        let c = Constraint::parse("Engine.Labels.covey.board==pi4").expect("valid");
+        assert_eq!(c.key, Key::EngineLabel("covey.board".into()));
     }
 
     #[test]
@@ -195,7 +204,7 @@ mod tests {
         assert!(err("1node.id==x").contains(r#"key "1node.id" is invalid"#));
         assert!(err("node.labels.==x").contains(r#"unknown key "node.labels.""#));
         assert!(err("node.name==x").contains(r#"unknown key "node.name""#));
-        assert!(err("engine.labels.os==linux").contains("engine labels are not supported"));
+        assert!(err("engine.labels.==x").contains(r#"unknown key "engine.labels.""#));
         assert!(err("node.role==boss").contains(r#"not "boss""#));
     }
 }

@@ -15,6 +15,8 @@ pub(super) struct NodeInfo {
     pub os: String,
     pub arch: String,
     pub labels: BTreeMap<String, String>,
+    /// The daemon's labels (`covey.board` among them), for `engine.labels.*`.
+    pub engine_labels: BTreeMap<String, String>,
     /// Ready and active: may take new tasks.
     pub open: bool,
     /// What the node has minus what its live tasks reserve; below zero if overcommitted.
@@ -34,6 +36,7 @@ impl NodeInfo {
             os: normalize_os(&d.os),
             arch: normalize_arch(&d.architecture),
             labels: node.spec.labels.clone(),
+            engine_labels: d.engine_labels.clone(),
             open: node.status.state == NodeState::Ready
                 && node.spec.availability == Availability::Active,
             free_cpus: d.nano_cpus,

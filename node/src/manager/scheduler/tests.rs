@@ -214,6 +214,25 @@ fn label_names_are_case_sensitive_and_missing_labels_fail_equality() {
 }
 
 #[test]
+fn engine_labels_name_the_board() {
+    let mut pi = node("pi");
+    pi.description
+        .engine_labels
+        .insert("covey.board".into(), "pi4".into());
+    let nodes = [pi, node("box")];
+    let mut s = Scheduler::new(&nodes, &[]);
+    let placed = tasks("x", 3, constrained(&["engine.labels.covey.board==PI4"]));
+    for t in &placed {
+        assert_eq!(s.place(t), Ok("pi".into()));
+    }
+    let r = s.place(&tasks("y", 1, constrained(&["engine.labels.covey.board!=pi4"]))[0]);
+    assert_eq!(r, Ok("box".into()));
+    // node.labels are not engine labels.
+    let r = s.place(&tasks("z", 1, constrained(&["node.labels.covey.board==pi4"]))[0]);
+    assert!(r.is_err(), "{r:?}");
+}
+
+#[test]
 fn drained_paused_and_down_nodes_take_nothing() {
     let mut drained = node("a");
     drained.spec.availability = Availability::Drain;
@@ -530,14 +549,12 @@ fn bad_constraints_are_refused_by_name() {
         validate_constraints(&[" node.labels.zone == east ".into(), "NODE.ID!=x".into()]),
         Ok(())
     );
-    let e = validate_constraints(&["engine.labels.os==linux".into()]).expect_err("refused");
-    assert!(e.contains("engine labels are not supported"), "{e}");
     // One stored anyway fails its tasks with the same words.
     let mut s = Scheduler::new(&[node("a")], &[]);
     let r = s.place(&tasks("x", 1, constrained(&["node.zone==a"]))[0]);
     assert_eq!(
         r.expect_err("refused"),
-        r#"invalid constraint "node.zone==a": unknown key "node.zone": expected node.id, node.hostname, node.role, node.platform.os, node.platform.arch or node.labels.<name>"#
+        r#"invalid constraint "node.zone==a": unknown key "node.zone": expected node.id, node.hostname, node.role, node.platform.os, node.platform.arch, node.labels.<name> or engine.labels.<name>"#
     );
 }
 
