@@ -545,42 +545,17 @@ fn service_json(service: &Service, tasks: Option<&[Task]>) -> Value {
         value["UpdateStatus"] = update_status_json(status);
     }
     if let Some(tasks) = tasks {
-        let ours = tasks.iter().filter(|t| t.service_id == service.id);
-        let running = ours
-            .clone()
-            .filter(|t| {
-                t.status.state == TaskState::Running && t.desired_state == TaskState::Running
-            })
-            .count();
-        let completed = ours
-            .clone()
-            .filter(|t| {
-                t.status.state == TaskState::Complete && t.spec_version == service.spec_version
-            })
-            .count();
-        let desired = match &service.spec.mode {
-            ServiceMode::Replicated { replicas } => *replicas as usize,
-            ServiceMode::ReplicatedJob { max_concurrent, .. } => *max_concurrent as usize,
-            ServiceMode::Global {} | ServiceMode::GlobalJob {} => ours
-                .filter(|t| t.desired_state <= TaskState::Running && !t.status.state.is_terminal())
-                .count(),
-        };
+        let counts = service.task_counts(tasks);
         value["ServiceStatus"] = json!({
-            "RunningTasks": running,
-            "DesiredTasks": desired,
-            "CompletedTasks": completed,
+            "RunningTasks": counts.running,
+            "DesiredTasks": counts.desired,
+            "CompletedTasks": counts.completed,
         });
-        if let ServiceMode::ReplicatedJob {
-            max_concurrent,
-            total_completions,
-        } = &service.spec.mode
-        {
+        if let ServiceMode::ReplicatedJob { .. } = &service.spec.mode {
             value["JobStatus"] = json!({
                 "JobIteration": {"Index": service.spec_version},
                 "LastExecution": rfc3339(service.meta.updated_at),
             });
-            value["ServiceStatus"]["DesiredTasks"] =
-                json!(total_completions.unwrap_or(*max_concurrent));
         }
     }
     value
