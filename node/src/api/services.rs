@@ -88,22 +88,16 @@ pub async fn inspect(
     Ok(Json(service_json(&service, Some(&tasks))))
 }
 
-/// The tasks a service's status counts: not those on nodes that are Down, whose state is
-/// only what the node last said.
+/// The tasks a service's status counts (see `counted_tasks`).
 fn counted_tasks(manager: &Manager) -> Result<Vec<Task>> {
-    let down: std::collections::HashSet<String> = manager
-        .store
-        .list::<Node>()?
-        .into_iter()
-        .filter(|n| n.status.state == crate::manager::objects::NodeState::Down)
-        .map(|n| n.id)
-        .collect();
-    Ok(manager
-        .store
-        .list::<Task>()?
-        .into_iter()
-        .filter(|t| !down.contains(&t.node_id))
-        .collect())
+    let tasks = manager.store.list::<Task>()?;
+    let nodes = manager.store.list::<Node>()?;
+    Ok(
+        crate::manager::objects::service::counted_tasks(&tasks, &nodes)
+            .into_iter()
+            .cloned()
+            .collect(),
+    )
 }
 
 pub async fn create(

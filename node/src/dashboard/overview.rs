@@ -8,6 +8,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::events::{Event, Events};
+use crate::manager::objects::service::counted_tasks;
 use crate::manager::objects::{Node, Service, Task, TaskState};
 use crate::manager::store::Error;
 use crate::manager::Manager;
@@ -104,6 +105,7 @@ pub fn read(manager: &Manager, events: &Events) -> Result<Overview, Error> {
     let nodes = manager.store.list::<Node>()?;
     let services = manager.store.list::<Service>()?;
     let tasks = manager.store.list::<Task>()?;
+    let counted = counted_tasks(&tasks, &nodes);
     let leader = manager.raft.status().leader;
     let hostnames: HashMap<&str, &str> = nodes
         .iter()
@@ -148,7 +150,7 @@ pub fn read(manager: &Manager, events: &Events) -> Result<Overview, Error> {
     let mut service_views: Vec<ServiceView> = services
         .iter()
         .map(|s| {
-            let counts = s.task_counts(&tasks);
+            let counts = s.task_counts(counted.iter().copied());
             let mut current: Vec<&Task> = tasks
                 .iter()
                 .filter(|t| t.service_id == s.id && t.desired_state <= TaskState::Running)

@@ -5,6 +5,7 @@
 use prometheus_client::registry::Unit;
 
 use super::scrape::{describe, Labels, Scrape};
+use crate::manager::objects::service::counted_tasks;
 use crate::manager::objects::{Node, NodeState, Service, Task};
 use crate::manager::Manager;
 use crate::transport::endpoint::PeerStats;
@@ -74,13 +75,12 @@ pub fn manager(scrape: &mut Scrape, manager: &Manager) {
         ),
         by_state,
     );
+    let counted = counted_tasks(&tasks, &nodes);
     let counts: Vec<(Labels, _)> = services
         .iter()
         .map(|s| {
-            (
-                vec![("service", s.spec.name.clone())],
-                s.task_counts(&tasks),
-            )
+            let counts = s.task_counts(counted.iter().copied());
+            (vec![("service", s.spec.name.clone())], counts)
         })
         .collect();
     scrape.gauges(
@@ -94,7 +94,7 @@ pub fn manager(scrape: &mut Scrape, manager: &Manager) {
     scrape.gauges(
         describe(
             "covey_service_tasks_running",
-            "A service's tasks that run and should",
+            "A service's tasks that run and should, on nodes not down",
             None,
         ),
         counts.into_iter().map(|(l, c)| (l, c.running as f64)),

@@ -33,7 +33,8 @@
   function drawNodes(nodes) {
     const rows = nodes.map((n) =>
       el("tr", { "data-node": n.id, "data-state": n.state, "data-hostname": n.hostname },
-        el("td", {}, n.hostname || n.id.slice(0, 12)),
+        el("td", { class: "muted" }, n.id.slice(0, 12)),
+        el("td", {}, n.hostname),
         el("td", {}, n.role, n.leader ? el("span", { class: "badge" }, "leader") : null),
         el("td", {}, el("span", { class: `state ${n.state}`, title: n.message }, n.state)),
         el("td", {}, n.availability),
@@ -44,8 +45,17 @@
     $("#nodes tbody").replaceChildren(...rows);
   }
 
+  // A node's name: its hostname, with its ID where hostnames repeat.
+  function nodeNames(nodes) {
+    const seen = new Map();
+    for (const n of nodes) seen.set(n.hostname, (seen.get(n.hostname) || 0) + 1);
+    return new Map(nodes.map((n) => [n.id,
+      n.hostname && seen.get(n.hostname) === 1 ? n.hostname : `${n.hostname} ${n.id.slice(0, 6)}`.trim()]));
+  }
+
   function drawServices(services, nodes) {
     const byId = new Map(nodes.map((n) => [n.id, n]));
+    const names = nodeNames(nodes);
     const rows = services.map((s) => {
       const perNode = new Map();
       for (const t of s.tasks) {
@@ -54,12 +64,12 @@
         perNode.get(key).push(t);
       }
       const where = [...perNode.entries()]
-        .sort(([a], [b]) => (byId.get(a)?.hostname || a).localeCompare(byId.get(b)?.hostname || b))
+        .sort(([a], [b]) => (names.get(a) || a).localeCompare(names.get(b) || b))
         .map(([nodeId, tasks]) => {
           const node = byId.get(nodeId);
           const down = node && node.state !== "ready";
           return el("span", { class: "where", "data-node": nodeId },
-            el("b", {}, nodeId ? (node?.hostname || nodeId.slice(0, 12)) : "not placed"),
+            el("b", {}, nodeId ? (names.get(nodeId) || nodeId.slice(0, 12)) : "not placed"),
             ...tasks.map((t) => el("span", {
               class: `task ${t.state}${down ? " stale" : ""}`,
               "data-task": t.id, "data-node": t.node_id, "data-state": t.state,
@@ -94,7 +104,7 @@
       if (k.endsWith(".new")) parts.push(`${k.slice(0, -4)}: ${a[k.slice(0, -4) + ".old"] || "—"} → ${v}`);
     }
     if (e.type === "task") {
-      parts.push(`${a["service.name"] || ""} ${a.state || ""}`.trim());
+      if (a.state) parts.push(a.state);
       if (a.error) parts.push(a.error);
     }
     return parts.join(", ");

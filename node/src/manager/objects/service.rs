@@ -78,6 +78,20 @@ impl Service {
     }
 }
 
+/// The tasks whose state counts: not those on nodes that are Down, whose state is only
+/// what the node last said (as dockerd counts a service's running tasks).
+pub fn counted_tasks<'a>(tasks: &'a [Task], nodes: &[super::Node]) -> Vec<&'a Task> {
+    let down: std::collections::HashSet<&str> = nodes
+        .iter()
+        .filter(|n| n.status.state == super::NodeState::Down)
+        .map(|n| n.id.as_str())
+        .collect();
+    tasks
+        .iter()
+        .filter(|t| !down.contains(t.node_id.as_str()))
+        .collect()
+}
+
 /// A service's tasks counted: see [`Service::task_counts`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct TaskCounts {
