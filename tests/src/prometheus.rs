@@ -41,6 +41,12 @@ pub struct Sample {
     pub value: f64,
 }
 
+/// Daemon arguments (for `services::swarm_with`) that serve metrics, and the dashboard
+/// on managers, on `port` of every address of the node.
+pub fn metrics_addr(port: u16) -> impl Fn(usize) -> Vec<String> {
+    move |_| vec!["--metrics-addr".to_string(), format!("0.0.0.0:{port}")]
+}
+
 /// `GET url` from inside node `i`: the status code and the body.
 pub fn get(net: &Net, i: usize, url: &str, headers: &[&str]) -> anyhow::Result<(u16, String)> {
     let mut curl = Command::new("curl");

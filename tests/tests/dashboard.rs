@@ -7,8 +7,8 @@
 use std::time::Duration;
 
 use covey_tests::browser::Browser;
-use covey_tests::prometheus::get;
-use covey_tests::services::{running_on, swarm_with, wait_running};
+use covey_tests::prometheus::{get, metrics_addr};
+use covey_tests::services::{running_on, sleepers, swarm_with, wait_running};
 use serde_json::{json, Value};
 
 const PORT: u16 = 9323;
@@ -41,22 +41,8 @@ fn drawn(browser: &mut Browser) -> (Vec<Value>, Vec<Value>) {
 
 #[test]
 fn dashboard_shows_the_swarm_and_follows_it() {
-    let extra = |_| vec!["--metrics-addr".to_string(), format!("0.0.0.0:{PORT}")];
-    let (mut swarm, _registry, image) = swarm_with("dash", 3, 3, extra);
-    swarm.node(1).covey_ok(&[
-        "service",
-        "create",
-        "-d",
-        "--name",
-        "web",
-        "--replicas",
-        "3",
-        "--stop-grace-period",
-        "1s",
-        &image,
-        "sleep",
-        "1d",
-    ]);
+    let (mut swarm, _registry, image) = swarm_with("dash", 3, 3, metrics_addr(PORT));
+    sleepers(&swarm, &image, "web", 3);
     wait_running(&swarm, "web", 3);
     let ids: Vec<String> = (1..=3)
         .map(|i| swarm.id_of(1, i).expect("a node id"))

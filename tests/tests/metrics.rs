@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
-use covey_tests::prometheus::{samples, scrape, value, Family};
-use covey_tests::services::{swarm_with, wait_running};
+use covey_tests::prometheus::{metrics_addr, samples, scrape, value, Family};
+use covey_tests::services::{sleepers, swarm_with, wait_running};
 use covey_tests::swarm::{eventually, Swarm};
 
 const PORT: u16 = 9323;
@@ -57,8 +57,7 @@ fn wait_value(swarm: &Swarm, i: usize, name: &str, labels: &[(&str, &str)], want
 
 #[test]
 fn metrics_parse_and_follow_tasks() {
-    let extra = |_| vec!["--metrics-addr".to_string(), format!("0.0.0.0:{PORT}")];
-    let (swarm, _registry, image) = swarm_with("metrics", 2, 2, extra);
+    let (swarm, _registry, image) = swarm_with("metrics", 2, 2, metrics_addr(PORT));
     let (manager, worker) = (metrics(&swarm, 1), metrics(&swarm, 2));
     for families in [&manager, &worker] {
         check_names(families);
@@ -117,20 +116,7 @@ fn metrics_parse_and_follow_tasks() {
     .is_some());
 
     // Tasks start: the service's figures, the containers, a cgroup figure per task.
-    swarm.node(1).covey_ok(&[
-        "service",
-        "create",
-        "-d",
-        "--name",
-        "web",
-        "--replicas",
-        "4",
-        "--stop-grace-period",
-        "1s",
-        &image,
-        "sleep",
-        "1d",
-    ]);
+    sleepers(&swarm, &image, "web", 4);
     wait_running(&swarm, "web", 4);
     wait_value(
         &swarm,

@@ -45,24 +45,25 @@ pub fn read(scrape: &mut Scrape, data_root: &Path) {
         }
     }
     if let Ok(fs) = nix::sys::statvfs::statvfs(data_root) {
-        let labels = || vec![("path", data_root.display().to_string())];
         let block = fs.fragment_size() as f64;
-        scrape.gauges(
-            describe(
+        for (name, help, blocks) in [
+            (
                 "covey_node_filesystem_size",
                 "Size of the filesystem holding the data root",
-                Some(Unit::Bytes),
+                fs.blocks(),
             ),
-            [(labels(), fs.blocks() as f64 * block)],
-        );
-        scrape.gauges(
-            describe(
+            (
                 "covey_node_filesystem_available",
                 "Space left to the daemon on the filesystem holding the data root",
-                Some(Unit::Bytes),
+                fs.blocks_available(),
             ),
-            [(labels(), fs.blocks_available() as f64 * block)],
-        );
+        ] {
+            let labels = vec![("path", data_root.display().to_string())];
+            scrape.gauges(
+                describe(name, help, Some(Unit::Bytes)),
+                [(labels, blocks as f64 * block)],
+            );
+        }
     }
     process(scrape, hz, &stat);
 }

@@ -45,21 +45,25 @@ pub fn register(scrape: &mut Scrape) {
         Unit::Seconds,
         i.raft_proposals.clone(),
     );
-    registry.register(
-        "covey_raft_leader_changes",
-        "Times this manager learned of a new Raft leader",
-        i.raft_leader_changes.clone(),
-    );
-    registry.register(
-        "covey_agent_heartbeat_failures",
-        "Heartbeats of this node that no manager took",
-        i.heartbeat_failures.clone(),
-    );
-    registry.register(
-        "covey_dispatcher_heartbeat_timeouts",
-        "Nodes this manager, leading, marked down for missed heartbeats",
-        i.heartbeat_timeouts.clone(),
-    );
+    for (name, help, counter) in [
+        (
+            "covey_raft_leader_changes",
+            "Times this manager learned of a new Raft leader",
+            &i.raft_leader_changes,
+        ),
+        (
+            "covey_agent_heartbeat_failures",
+            "Heartbeats of this node that no manager took",
+            &i.heartbeat_failures,
+        ),
+        (
+            "covey_dispatcher_heartbeat_timeouts",
+            "Nodes this manager, leading, marked down for missed heartbeats",
+            &i.heartbeat_timeouts,
+        ),
+    ] {
+        registry.register(name, help, counter.clone());
+    }
     registry.register(
         "covey_service_task_restarts",
         "Ended tasks this manager, leading, restarted by their service's restart policy",

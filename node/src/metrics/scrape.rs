@@ -5,9 +5,11 @@
 use std::sync::atomic::AtomicU64;
 
 use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::EncodeMetric;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::TypedMetric;
 use prometheus_client::registry::{Registry, Unit};
 
 /// What Prometheus asks for first; it reads this format since 2.0.
@@ -61,11 +63,9 @@ impl Scrape {
 
     /// A gauge per label set.
     pub fn gauges(&mut self, what: Describe, values: impl IntoIterator<Item = (Labels, f64)>) {
-        let family = Family::<Labels, FloatGauge>::default();
-        for (labels, value) in values {
-            family.get_or_create(&labels).set(value);
-        }
-        self.register(what, family);
+        self.family(what, values, |g: &FloatGauge, v| {
+            g.set(v);
+        });
     }
 
     /// A total that only grows (but for a restart of what counts it), read now.
@@ -77,9 +77,23 @@ impl Scrape {
 
     /// A counter per label set; values of one label set add up.
     pub fn counters(&mut self, what: Describe, values: impl IntoIterator<Item = (Labels, f64)>) {
-        let family = Family::<Labels, FloatCounter>::default();
+        self.family(what, values, |c: &FloatCounter, v| {
+            c.inc_by(v);
+        });
+    }
+
+    /// A family of `M`, each label set's value `put` into its metric.
+    fn family<M>(
+        &mut self,
+        what: Describe,
+        values: impl IntoIterator<Item = (Labels, f64)>,
+        put: impl Fn(&M, f64),
+    ) where
+        M: Default + EncodeMetric + TypedMetric + Send + Sync + std::fmt::Debug + 'static,
+    {
+        let family = Family::<Labels, M>::default();
         for (labels, value) in values {
-            family.get_or_create(&labels).inc_by(value);
+            put(&family.get_or_create(&labels), value);
         }
         self.register(what, family);
     }
