@@ -458,6 +458,22 @@ mod tests {
             "{err}"
         );
         assert!(metrics_addr(":x").is_err());
+        // covey.toml's key, which the flag overrides.
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("covey.toml");
+        std::fs::write(&file, "metrics-addr = \":9323\"\n").unwrap();
+        let flags = Flags {
+            config_file: Some(file),
+            ..Default::default()
+        };
+        let c = DaemonConfig::resolve(flags.clone()).unwrap();
+        assert_eq!(c.metrics_addr, Some("0.0.0.0:9323".parse().unwrap()));
+        let c = DaemonConfig::resolve(Flags {
+            metrics_addr: Some("127.0.0.1:1".into()),
+            ..flags
+        })
+        .unwrap();
+        assert_eq!(c.metrics_addr, Some("127.0.0.1:1".parse().unwrap()));
     }
 
     #[test]

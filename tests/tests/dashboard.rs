@@ -1,7 +1,7 @@
 //! The dashboard (`--metrics-addr` on a manager) of a 3-node swarm, a manager and two
 //! workers, in headless Chromium: a visitor without the token is refused, and once
 //! logged in the page shows the nodes and a service's tasks per node, and follows a
-//! worker going down without a reload. A screenshot is kept as
+//! worker going down without a reload; a new token logs it out. A screenshot is kept as
 //! `target/test-artifacts/dashboard.png`.
 
 use std::time::Duration;
@@ -172,4 +172,22 @@ fn dashboard_shows_the_swarm_and_follows_it() {
     let shot = covey_tests::workspace().join("target/test-artifacts/dashboard.png");
     browser.screenshot(&shot).expect("a screenshot");
     eprintln!("dashboard screenshot: {}", shot.display());
+
+    // A new token: the old one no longer opens anything, and the browser is logged out.
+    let rotated = swarm
+        .node(1)
+        .covey_ok(&["swarm", "dashboard-token", "--rotate", "-q"])
+        .trim()
+        .to_string();
+    assert_ne!(rotated, token);
+    let bearer = |t: &str| format!("Authorization: Bearer {t}");
+    assert_eq!(status(1, &overview, &[&bearer(&token)]).0, 401);
+    assert_eq!(status(1, &overview, &[&bearer(&rotated)]).0, 200);
+    browser
+        .wait_for(
+            "the browser sent back to log in",
+            "location.pathname === '/login'",
+            Duration::from_secs(30),
+        )
+        .expect("the old session ended");
 }
