@@ -163,11 +163,11 @@ fn dashboard_shows_the_swarm_and_follows_it() {
         .expect("the replacement task on the page");
     assert!(
         browser
-            .eval("document.querySelector('#events').textContent.includes('node update')")
+            .eval("document.querySelector('#events').textContent.includes('state: ready → down')")
             .unwrap()
             .as_bool()
             .unwrap_or(false),
-        "the node's change among the events"
+        "the node's change among the events, as it changed"
     );
     let shot = covey_tests::workspace().join("target/test-artifacts/dashboard.png");
     browser.screenshot(&shot).expect("a screenshot");
