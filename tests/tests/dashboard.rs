@@ -47,6 +47,9 @@ fn dashboard_shows_the_swarm_and_follows_it() {
     let ids: Vec<String> = (1..=3)
         .map(|i| swarm.id_of(1, i).expect("a node id"))
         .collect();
+    swarm
+        .node(1)
+        .covey_ok(&["node", "update", "--label-add", "zone=east", &ids[1]]);
     let token = swarm
         .node(1)
         .covey_ok(&["swarm", "dashboard-token", "-q"])
@@ -123,13 +126,37 @@ fn dashboard_shows_the_swarm_and_follows_it() {
         tasks.iter().all(|t| t[1] == t[2]),
         "grouped by node: {tasks:?}"
     );
-    let platform = browser
-        .eval("document.querySelector('#nodes tbody tr td:nth-child(6)').textContent")
+    // Each node's platform, its board as the node found it (`covey.board`), its labels.
+    let rows = browser
+        .eval(
+            "[...document.querySelectorAll('#nodes tbody tr')]\
+             .map(r => [r.dataset.node, r.cells[5].textContent, r.cells[6].textContent, r.cells[7].textContent])",
+        )
         .unwrap();
-    assert!(
-        platform.as_str().is_some_and(|p| p.starts_with("linux/")),
-        "{platform}"
-    );
+    let inspected = swarm.nodes(1).expect("node inspect");
+    for row in rows.as_array().expect("rows") {
+        let node = inspected
+            .iter()
+            .find(|n| n["ID"] == row[0])
+            .unwrap_or_else(|| panic!("{row} inspected"));
+        let board = node["Description"]["Engine"]["Labels"]["covey.board"].as_str();
+        assert!(board.is_some_and(|b| !b.is_empty()), "{node}");
+        assert_eq!(row[2].as_str(), board, "the board column: {row}");
+        let arch = node["Description"]["Platform"]["Architecture"]
+            .as_str()
+            .unwrap_or("?");
+        assert_eq!(
+            row[1],
+            format!("linux/{arch}"),
+            "the platform column: {row}"
+        );
+        let labels = if row[0] == ids[1].as_str() {
+            "zone=east"
+        } else {
+            ""
+        };
+        assert_eq!(row[3], labels, "the labels column: {row}");
+    }
 
     // A worker goes down: the page, not reloaded, shows it.
     browser.eval("window.coveyTestMark = 'same page'").unwrap();

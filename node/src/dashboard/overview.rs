@@ -5,13 +5,13 @@
 use std::collections::{BTreeMap, HashMap};
 
 use serde::Serialize;
-use serde_json::Value;
 
 use crate::events::{Event, Events};
 use crate::manager::objects::service::counted_tasks;
 use crate::manager::objects::{Node, Service, Task, TaskState};
 use crate::manager::store::Error;
 use crate::manager::Manager;
+use crate::swarm::BOARD_LABEL;
 
 /// Events the page starts with; it adds live ones as they come.
 const RECENT_EVENTS: usize = 50;
@@ -39,10 +39,12 @@ pub struct NodeView {
     pub availability: &'static str,
     pub addr: String,
     pub platform: String,
-    /// The board, once nodes describe theirs (edge-fitness work): whatever the node's
-    /// description holds under `board`, shown as it comes; nothing until then.
-    pub board: Option<Value>,
+    /// The board the node found itself to be (its `covey.board` engine label).
+    pub board: Option<String>,
+    /// The node's labels (`node update --label-add`).
     pub labels: BTreeMap<String, String>,
+    /// The daemon's own labels (`covey daemon --label`), the board's aside.
+    pub engine_labels: BTreeMap<String, String>,
 }
 
 #[derive(Serialize)]
@@ -139,11 +141,15 @@ pub fn read(manager: &Manager, events: &Events) -> Result<Overview, Error> {
             availability: n.spec.availability.as_str(),
             addr: n.status.addr.clone(),
             platform: format!("{}/{}", n.description.os, n.description.architecture),
-            board: serde_json::to_value(&n.description)
-                .ok()
-                .and_then(|d| d.get("board").cloned())
-                .filter(|b| !b.is_null()),
+            board: n.description.engine_labels.get(BOARD_LABEL).cloned(),
             labels: n.spec.labels.clone(),
+            engine_labels: n
+                .description
+                .engine_labels
+                .iter()
+                .filter(|(k, _)| *k != BOARD_LABEL)
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
         })
         .collect();
     node_views.sort_by(|a, b| a.hostname.cmp(&b.hostname).then(a.id.cmp(&b.id)));

@@ -23,13 +23,6 @@
     return `${Math.floor(s / 86400)}d ago`;
   }
 
-  // A board as nodes describe it: a name, or an object naming one.
-  function board(b) {
-    if (b === null || b === undefined) return "";
-    if (typeof b === "string") return b;
-    return b.name || b.model || b.id || JSON.stringify(b);
-  }
-
   function drawNodes(nodes) {
     const rows = nodes.map((n) =>
       el("tr", { "data-node": n.id, "data-state": n.state, "data-hostname": n.hostname },
@@ -39,8 +32,11 @@
         el("td", {}, el("span", { class: `state ${n.state}`, title: n.message }, n.state)),
         el("td", {}, n.availability),
         el("td", {}, n.platform),
-        el("td", {}, board(n.board)),
-        el("td", {}, ...Object.entries(n.labels).map(([k, v]) => el("span", { class: "label" }, `${k}=${v}`))),
+        el("td", {}, n.board || ""),
+        el("td", {},
+          ...Object.entries(n.labels).map(([k, v]) => el("span", { class: "label" }, `${k}=${v}`)),
+          ...Object.entries(n.engine_labels).map(([k, v]) =>
+            el("span", { class: "label engine", title: "engine label (covey daemon --label)" }, `${k}=${v}`))),
         el("td", { class: "muted" }, n.addr)));
     $("#nodes tbody").replaceChildren(...rows);
   }
