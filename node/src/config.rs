@@ -38,6 +38,7 @@ pub struct FileConfig {
     /// matched by `engine.labels.KEY` constraints.
     #[serde(default)]
     pub labels: Vec<String>,
+    pub metrics_addr: Option<String>,
 }
 
 /// How the node carries overlay networks between nodes.
@@ -68,6 +69,9 @@ pub struct DaemonConfig {
     pub board: crate::board::Choice,
     /// The node's engine labels (the board's `covey.board` is added at start).
     pub labels: BTreeMap<String, String>,
+    /// Where Prometheus metrics (every node) and the dashboard (managers) are served,
+    /// over plain HTTP; none unless asked for.
+    pub metrics_addr: Option<SocketAddr>,
 }
 
 /// The API over TCP: the address, and the files that make it TLS with client
@@ -105,6 +109,7 @@ pub struct Flags {
     pub board_file: Option<PathBuf>,
     /// `--label`, added to the file's.
     pub labels: Vec<String>,
+    pub metrics_addr: Option<String>,
 }
 
 impl DaemonConfig {
@@ -178,6 +183,10 @@ impl DaemonConfig {
             let (key, value) = engine_label(raw)?;
             labels.insert(key, value);
         }
+        let metrics_addr = match flags.metrics_addr.or(file.metrics_addr) {
+            Some(raw) => Some(metrics_addr(&raw)?),
+            None => None,
+        };
         Ok(Self {
             data_root,
             exec_root,
@@ -188,6 +197,7 @@ impl DaemonConfig {
             overlay_path: flags.overlay_path.or(file.overlay_path).unwrap_or_default(),
             board,
             labels,
+            metrics_addr,
         })
     }
 }
@@ -282,6 +292,20 @@ fn tcp_addr(raw: &str) -> anyhow::Result<SocketAddr> {
     };
     named.ok().and_then(|mut all| all.next()).with_context(|| {
         format!("invalid host tcp://{raw}: expected IP:PORT or a name that resolves")
+    })
+}
+
+/// `--metrics-addr`: `IP:PORT`, or `:PORT` for every interface.
+fn metrics_addr(raw: &str) -> anyhow::Result<SocketAddr> {
+    let parsed = match raw.strip_prefix(':') {
+        Some(port) => port
+            .parse()
+            .ok()
+            .map(|p| SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), p)),
+        None => raw.parse().ok(),
+    };
+    parsed.with_context(|| {
+        format!("invalid metrics address {raw:?}: expected IP:PORT or :PORT (e.g. 0.0.0.0:9323)")
     })
 }
 
@@ -416,6 +440,40 @@ mod tests {
         assert_eq!(c.tcp.unwrap().addr.port(), 2377);
         assert!(with_hosts(&["tcp://:1", "tcp://:2"], true).is_err());
         assert!(with_hosts(&["unix:///a", "unix:///b"], true).is_err());
+    }
+
+    #[test]
+    fn metrics_addresses() {
+        assert_eq!(
+            metrics_addr("127.0.0.1:9323").unwrap(),
+            "127.0.0.1:9323".parse().unwrap()
+        );
+        assert_eq!(
+            metrics_addr(":9323").unwrap(),
+            "0.0.0.0:9323".parse().unwrap()
+        );
+        let err = metrics_addr("localhost").unwrap_err().to_string();
+        assert!(
+            err.contains("\"localhost\"") && err.contains("IP:PORT"),
+            "{err}"
+        );
+        assert!(metrics_addr(":x").is_err());
+        // covey.toml's key, which the flag overrides.
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("covey.toml");
+        std::fs::write(&file, "metrics-addr = \":9323\"\n").unwrap();
+        let flags = Flags {
+            config_file: Some(file),
+            ..Default::default()
+        };
+        let c = DaemonConfig::resolve(flags.clone()).unwrap();
+        assert_eq!(c.metrics_addr, Some("0.0.0.0:9323".parse().unwrap()));
+        let c = DaemonConfig::resolve(Flags {
+            metrics_addr: Some("127.0.0.1:1".into()),
+            ..flags
+        })
+        .unwrap();
+        assert_eq!(c.metrics_addr, Some("127.0.0.1:1".parse().unwrap()));
     }
 
     #[test]

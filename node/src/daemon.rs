@@ -146,6 +146,14 @@ pub async fn run(config: DaemonConfig) -> anyhow::Result<()> {
         ),
         None => None,
     };
+    let web = match config.metrics_addr {
+        Some(addr) => Some(
+            crate::dashboard::bind(addr)
+                .await
+                .with_context(|| format!("serving metrics on {addr} (--metrics-addr)"))?,
+        ),
+        None => None,
+    };
     let node = Arc::new(Node {
         config,
         images,
@@ -165,12 +173,21 @@ pub async fn run(config: DaemonConfig) -> anyhow::Result<()> {
         axum::serve(listener, api::app(node.clone()))
             .with_graceful_shutdown(stopped(stopping.clone())),
     );
+    let web = async {
+        let Some(web) = web else { return Ok(()) };
+        if let Ok(addr) = web.local_addr() {
+            tracing::info!(%addr, "metrics served over HTTP, and the dashboard on managers");
+        }
+        axum::serve(web, crate::dashboard::app(node.clone(), stopping.clone()))
+            .with_graceful_shutdown(stopped(stopping.clone()))
+            .await
+    };
     let tcp = async {
         let Some(tcp) = tcp else { return Ok(()) };
         if let Ok(addr) = axum::serve::Listener::local_addr(&tcp) {
             tracing::info!(%addr, "API listening over TLS, client certificates required");
         }
-        axum::serve(tcp, api::app(node))
+        axum::serve(tcp, api::app(node.clone()))
             .with_graceful_shutdown(stopped(stopping.clone()))
             .await
     };
@@ -179,7 +196,7 @@ pub async fn run(config: DaemonConfig) -> anyhow::Result<()> {
         let _ = stop.send(true);
     });
     tokio::select! {
-        r = futures_util::future::try_join(unix, tcp) => { r.context("serving the API")?; }
+        r = futures_util::future::try_join3(unix, tcp, web) => { r.context("serving the API")?; }
         _ = async { stopped(stopping.clone()).await; tokio::time::sleep(std::time::Duration::from_secs(5)).await } => {
             tracing::info!("clients still connected after 5s; stopping anyway");
         }

@@ -11,6 +11,8 @@
 //! - [`api`]: the Docker Engine API subset, on the daemon's unix socket. The only module
 //!   that knows the Docker JSON shapes.
 //! - [`cli`]: the `covey` command line, a client of that API (one file per noun).
+//! - [`metrics`]: the daemon's Prometheus metrics; [`dashboard`]: what `--metrics-addr`
+//!   serves, the metrics and, on managers, the dashboard behind its token.
 //! - [`manager`]: what managers run, named after swarmkit's parts: the store, Raft, the
 //!   CA, and the dispatcher.
 //! - [`provision`]: `covey provision`, a Raspberry Pi OS image made to join the swarm
@@ -28,8 +30,10 @@ pub mod cli;
 pub mod config;
 pub mod containers;
 pub mod daemon;
+pub mod dashboard;
 pub mod events;
 pub mod manager;
+pub mod metrics;
 pub mod network;
 pub mod provision;
 pub mod seal;

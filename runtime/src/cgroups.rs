@@ -1,8 +1,9 @@
 //! Checks, before a container is made, that the kernel has the cgroup controllers its
 //! limits need, so that a missing one is named with its fix instead of failing deep in
-//! libcontainer. Raspberry Pi kernels often boot without the memory controller.
+//! libcontainer. Raspberry Pi kernels often boot without the memory controller. And
+//! what a container's cgroup has used, for the daemon's metrics.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::config::Resources;
 use crate::error::RuntimeError;
@@ -68,6 +69,58 @@ pub fn version(root: &Path) -> u8 {
     }
 }
 
+/// What a container's cgroup has used so far.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Usage {
+    /// CPU time of all its processes.
+    pub cpu_seconds: f64,
+    /// Memory in use less inactive page cache (the working set, as `docker stats`
+    /// shows it); none without the memory controller.
+    pub memory_bytes: Option<u64>,
+}
+
+/// The usage of container `id`'s cgroup (`covey/<id>`, as the spec names it) under
+/// `root`: v2's `cpu.stat` and `memory.current`, or v1's `cpuacct` and `memory`
+/// controllers. None when it has no cgroup (it does not run) or no CPU accounting.
+pub fn usage(root: &Path, id: &str) -> Option<Usage> {
+    crate::container::check_id(id).ok()?;
+    let read = |path: PathBuf| std::fs::read_to_string(path).ok();
+    let (cpu_seconds, memory, stat) = match version(root) {
+        2 => {
+            let dir = root.join("covey").join(id);
+            let usec = field(&read(dir.join("cpu.stat"))?, "usage_usec")?;
+            let memory = read(dir.join("memory.current"));
+            (usec as f64 / 1e6, memory, read(dir.join("memory.stat")))
+        }
+        _ => {
+            // Combined as `cpu,cpuacct` where the distribution has no `cpuacct` link.
+            let nanos = ["cpuacct", "cpu,cpuacct"]
+                .iter()
+                .find_map(|c| read(root.join(c).join("covey").join(id).join("cpuacct.usage")))?;
+            let nanos: u64 = nanos.trim().parse().ok()?;
+            let dir = root.join("memory").join("covey").join(id);
+            let memory = read(dir.join("memory.usage_in_bytes"));
+            (nanos as f64 / 1e9, memory, read(dir.join("memory.stat")))
+        }
+    };
+    let memory_bytes = memory.and_then(|m| m.trim().parse::<u64>().ok()).map(|m| {
+        let inactive = stat
+            .as_deref()
+            .and_then(|s| field(s, "total_inactive_file").or_else(|| field(s, "inactive_file")));
+        m.saturating_sub(inactive.unwrap_or(0))
+    });
+    Some(Usage {
+        cpu_seconds,
+        memory_bytes,
+    })
+}
+
+/// The value of `key` in a cgroup file of `key value` lines (`cpu.stat`, `memory.stat`).
+fn field(text: &str, key: &str) -> Option<u64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
 fn hint(controller: &str) -> String {
     match controller {
         "memory" => "add `cgroup_enable=memory cgroup_memory=1` to the kernel command line (cmdline.txt on a Raspberry Pi: /boot/firmware/cmdline.txt) and reboot".into(),
@@ -104,6 +157,49 @@ mod tests {
         std::fs::create_dir(root.path().join("memory")).unwrap();
         assert!(check(root.path(), &limits()).is_ok());
         assert!(check(tempfile::tempdir().unwrap().path(), &Resources::default()).is_ok());
+    }
+
+    fn write(root: &Path, rel: &str, text: &str) {
+        let path = root.join(rel);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+
+    #[test]
+    fn usage_v2_and_v1() {
+        let v2 = tempfile::tempdir().unwrap();
+        let root = v2.path();
+        write(root, "cgroup.controllers", "cpu memory\n");
+        write(
+            root,
+            "covey/c1/cpu.stat",
+            "usage_usec 2500000\nuser_usec 2000000\n",
+        );
+        write(root, "covey/c1/memory.current", "10485760\n");
+        write(
+            root,
+            "covey/c1/memory.stat",
+            "anon 1\ninactive_file 4194304\n",
+        );
+        let u = usage(root, "c1").unwrap();
+        assert_eq!(u.cpu_seconds, 2.5);
+        assert_eq!(u.memory_bytes, Some(6 << 20));
+        assert_eq!(usage(root, "gone"), None);
+        assert_eq!(usage(root, "../etc"), None, "ids are not paths");
+
+        let v1 = tempfile::tempdir().unwrap();
+        let root = v1.path();
+        write(root, "cpu,cpuacct/covey/c2/cpuacct.usage", "1500000000\n");
+        let u = usage(root, "c2").unwrap();
+        assert_eq!(u.cpu_seconds, 1.5);
+        assert_eq!(u.memory_bytes, None, "no memory controller");
+        write(root, "memory/covey/c2/memory.usage_in_bytes", "3000\n");
+        write(
+            root,
+            "memory/covey/c2/memory.stat",
+            "cache 9\ntotal_inactive_file 1000\n",
+        );
+        assert_eq!(usage(root, "c2").unwrap().memory_bytes, Some(2000));
     }
 
     #[test]

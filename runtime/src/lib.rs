@@ -8,7 +8,8 @@
 //!   `/etc` files ([`etc`]).
 //! - [`container`]: the lifecycle through libcontainer.
 //! - [`seccomp`]: the default seccomp profile.
-//! - [`cgroups`]: the controllers a container's limits need, checked up front.
+//! - [`cgroups`]: the controllers a container's limits need, checked up front, and what
+//!   a container's cgroup has used.
 //! - [`network`]: loopback up in a container's own network namespace.
 //! - [`helper`]: the single-threaded process that makes containers for the daemon.
 //!

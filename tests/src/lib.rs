@@ -15,9 +15,11 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 
 pub mod bench;
+pub mod browser;
 pub mod cluster;
 pub mod dockerd;
 pub mod overlay;
+pub mod prometheus;
 pub mod services;
 pub mod swarm;
 

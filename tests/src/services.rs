@@ -57,6 +57,26 @@ pub fn swarm_with(
     (swarm, registry, image)
 }
 
+/// Makes service `name` on node 1: `replicas` of busybox `sleep 1d`, stopped at once
+/// (sleep, as PID 1, ignores SIGTERM: no need to wait Swarm's 10 s to kill it). `service
+/// create` waits for them to converge; its output.
+pub fn sleepers(swarm: &Swarm, image: &str, name: &str, replicas: usize) -> String {
+    let replicas = replicas.to_string();
+    swarm.node(1).covey_ok(&[
+        "service",
+        "create",
+        "--name",
+        name,
+        "--replicas",
+        &replicas,
+        "--stop-grace-period",
+        "1s",
+        image,
+        "sleep",
+        "1d",
+    ])
+}
+
 /// The service's tasks as `docker service ps` sees them (JSON).
 pub fn tasks(swarm: &Swarm, service: &str) -> Vec<Value> {
     let out = swarm

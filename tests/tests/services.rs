@@ -16,20 +16,7 @@ fn node_id(swarm: &Swarm, i: usize) -> String {
 #[test]
 fn replicated_services_spread_scale_restart_and_go() {
     let (swarm, _registry, image) = swarm("svcrep", 3);
-    let out = swarm.node(1).covey_ok(&[
-        "service",
-        "create",
-        "--name",
-        "web",
-        "--replicas",
-        "3",
-        // sleep, as PID 1, ignores SIGTERM: no need to wait Swarm's 10 s to kill it.
-        "--stop-grace-period",
-        "1s",
-        &image,
-        "sleep",
-        "1d",
-    ]);
+    let out = sleepers(&swarm, &image, "web", 3);
     assert!(out.contains("converged"), "{out}");
     let spread = wait_running(&swarm, "web", 3);
     assert_eq!(spread.len(), 3, "3 replicas on 3 nodes: {spread:?}");

@@ -225,10 +225,12 @@ async fn heartbeats(
             }
             Ok(Response::Error { message, .. }) => {
                 tracing::warn!("agent: heartbeat refused: {message}");
+                crate::metrics::heartbeat_failed();
                 Duration::from_secs(1)
             }
             other => {
                 tracing::debug!("agent: no manager took the heartbeat ({other:?}); trying again");
+                crate::metrics::heartbeat_failed();
                 Duration::from_secs(1)
             }
         };

@@ -88,22 +88,16 @@ pub async fn inspect(
     Ok(Json(service_json(&service, Some(&tasks))))
 }
 
-/// The tasks a service's status counts: not those on nodes that are Down, whose state is
-/// only what the node last said.
+/// The tasks a service's status counts (see `counted_tasks`).
 fn counted_tasks(manager: &Manager) -> Result<Vec<Task>> {
-    let down: std::collections::HashSet<String> = manager
-        .store
-        .list::<Node>()?
-        .into_iter()
-        .filter(|n| n.status.state == crate::manager::objects::NodeState::Down)
-        .map(|n| n.id)
-        .collect();
-    Ok(manager
-        .store
-        .list::<Task>()?
-        .into_iter()
-        .filter(|t| !down.contains(&t.node_id))
-        .collect())
+    let tasks = manager.store.list::<Task>()?;
+    let nodes = manager.store.list::<Node>()?;
+    Ok(
+        crate::manager::objects::service::counted_tasks(&tasks, &nodes)
+            .into_iter()
+            .cloned()
+            .collect(),
+    )
 }
 
 pub async fn create(
@@ -545,42 +539,17 @@ fn service_json(service: &Service, tasks: Option<&[Task]>) -> Value {
         value["UpdateStatus"] = update_status_json(status);
     }
     if let Some(tasks) = tasks {
-        let ours = tasks.iter().filter(|t| t.service_id == service.id);
-        let running = ours
-            .clone()
-            .filter(|t| {
-                t.status.state == TaskState::Running && t.desired_state == TaskState::Running
-            })
-            .count();
-        let completed = ours
-            .clone()
-            .filter(|t| {
-                t.status.state == TaskState::Complete && t.spec_version == service.spec_version
-            })
-            .count();
-        let desired = match &service.spec.mode {
-            ServiceMode::Replicated { replicas } => *replicas as usize,
-            ServiceMode::ReplicatedJob { max_concurrent, .. } => *max_concurrent as usize,
-            ServiceMode::Global {} | ServiceMode::GlobalJob {} => ours
-                .filter(|t| t.desired_state <= TaskState::Running && !t.status.state.is_terminal())
-                .count(),
-        };
+        let counts = service.task_counts(tasks);
         value["ServiceStatus"] = json!({
-            "RunningTasks": running,
-            "DesiredTasks": desired,
-            "CompletedTasks": completed,
+            "RunningTasks": counts.running,
+            "DesiredTasks": counts.desired,
+            "CompletedTasks": counts.completed,
         });
-        if let ServiceMode::ReplicatedJob {
-            max_concurrent,
-            total_completions,
-        } = &service.spec.mode
-        {
+        if let ServiceMode::ReplicatedJob { .. } = &service.spec.mode {
             value["JobStatus"] = json!({
                 "JobIteration": {"Index": service.spec_version},
                 "LastExecution": rfc3339(service.meta.updated_at),
             });
-            value["ServiceStatus"]["DesiredTasks"] =
-                json!(total_completions.unwrap_or(*max_concurrent));
         }
     }
     value

@@ -79,7 +79,10 @@ pub async fn leave(
 pub async fn inspect(State(node): State<Arc<Node>>) -> Result<Json<Value>> {
     let manager = super::lookup::manager(&node).await?;
     let cluster = manager.cluster()?;
-    Ok(Json(cluster_json(&cluster)))
+    let mut value = cluster_json(&cluster);
+    // covey's own, beside the join tokens (clients that do not know it ignore it).
+    value["DashboardToken"] = json!(cluster.dashboard_token);
+    Ok(Json(value))
 }
 
 #[derive(Deserialize, Default)]
@@ -89,6 +92,8 @@ pub struct UpdateQuery {
     rotate_worker_token: Option<bool>,
     rotate_manager_token: Option<bool>,
     rotate_manager_unlock_key: Option<bool>,
+    /// covey's own: a new dashboard token; browsers logged in with the old one are out.
+    rotate_dashboard_token: Option<bool>,
 }
 
 pub async fn update(
@@ -124,6 +129,9 @@ pub async fn update(
         if q.rotate_manager_token.unwrap_or(false) {
             cluster.join_tokens.manager = JoinToken::generate(&root).to_string();
         }
+    }
+    if q.rotate_dashboard_token.unwrap_or(false) {
+        cluster.dashboard_token = crate::manager::ca::new_dashboard_token();
     }
     manager
         .store

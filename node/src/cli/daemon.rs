@@ -46,6 +46,10 @@ pub struct DaemonArgs {
     /// An engine label, KEY=VALUE (constraints match it as engine.labels.KEY).
     #[arg(long = "label", value_name = "KEY=VALUE")]
     labels: Vec<String>,
+    /// Serve Prometheus metrics (/metrics) over HTTP on IP:PORT, and on managers the
+    /// dashboard (/, behind `covey swarm dashboard-token`).
+    #[arg(long, value_name = "IP:PORT")]
+    metrics_addr: Option<String>,
 }
 
 pub async fn run(args: DaemonArgs, hosts: Vec<String>, debug: bool) -> anyhow::Result<()> {
@@ -64,6 +68,7 @@ pub async fn run(args: DaemonArgs, hosts: Vec<String>, debug: bool) -> anyhow::R
         board: args.board,
         board_file: args.board_file,
         labels: args.labels,
+        metrics_addr: args.metrics_addr,
     })?;
     crate::daemon::run(config).await
 }

@@ -1,5 +1,5 @@
 //! `covey swarm`: init, join, join-token, leave, update, unlock and unlock-key, as
-//! `docker swarm` has them.
+//! `docker swarm` has them, and covey's own dashboard-token.
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
@@ -16,6 +16,9 @@ pub enum SwarmCommand {
     Join(JoinArgs),
     /// Show (or rotate) the command that joins a node to this swarm.
     JoinToken(JoinTokenArgs),
+    /// Show (or rotate) the token that logs in to the managers' dashboard (served with
+    /// `covey daemon --metrics-addr`).
+    DashboardToken(DashboardTokenArgs),
     /// Leave the swarm.
     Leave {
         /// Leave even as a manager whose leaving loses the swarm's quorum.
@@ -88,6 +91,16 @@ pub struct JoinTokenArgs {
     quiet: bool,
     /// worker or manager.
     role: String,
+}
+
+#[derive(Args)]
+pub struct DashboardTokenArgs {
+    /// Make a new token; browsers logged in with the old one must log in again.
+    #[arg(long)]
+    rotate: bool,
+    /// Print the token only.
+    #[arg(short, long)]
+    quiet: bool,
 }
 
 #[derive(Args)]
@@ -177,6 +190,25 @@ pub async fn run(cmd: SwarmCommand, client: &Client) -> anyhow::Result<()> {
                 }
             }
             print_join(client, &args.role, args.quiet).await?;
+        }
+        SwarmCommand::DashboardToken(args) => {
+            if args.rotate {
+                let swarm: Value = client.json(Method::GET, "/swarm").await?;
+                rotate(client, &swarm, "rotateDashboardToken").await?;
+                if !args.quiet {
+                    println!("Successfully rotated the dashboard token.\n");
+                }
+            }
+            let swarm: Value = client.json(Method::GET, "/swarm").await?;
+            let token = swarm["DashboardToken"]
+                .as_str()
+                .filter(|t| !t.is_empty())
+                .context("this swarm has no dashboard token yet (it was made before the dashboard): make one with `covey swarm dashboard-token --rotate`")?;
+            if args.quiet {
+                println!("{token}");
+            } else {
+                println!("To open the dashboard, start the managers' daemons with --metrics-addr IP:PORT,\nbrowse to http://MANAGER-IP:PORT/ and log in with this token:\n\n    {token}\n");
+            }
         }
         SwarmCommand::Leave { force } => {
             let path = if force {

@@ -421,6 +421,7 @@ impl Swarm {
                 manager: JoinToken::generate(&root).to_string(),
             },
             unlock_key,
+            dashboard_token: ca::new_dashboard_token(),
         };
         let member = Member {
             raft_id: raft_id(&node_id),

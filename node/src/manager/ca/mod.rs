@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
 pub use cert::{new_csr, NodeCertificate, NodeKeys, RootCa, DEFAULT_CERT_VALIDITY};
-pub use token::JoinToken;
+pub use token::{new_dashboard_token, secrets_match, JoinToken};
 
 /// Errors of the CA: certificates, CSRs and join tokens.
 #[derive(Debug, thiserror::Error)]

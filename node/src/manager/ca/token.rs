@@ -1,4 +1,5 @@
-//! Join tokens in Swarm's form: `SWMTKN-1-<CA digest>-<secret>`.
+//! Join tokens in Swarm's form: `SWMTKN-1-<CA digest>-<secret>`, and the dashboard's
+//! token, covey's own: `CVYDSH-1-<secret>`.
 
 use std::fmt;
 use std::str::FromStr;
@@ -7,6 +8,20 @@ use super::{random_base36, CaDigest, Error, Result, RootCa, ID_LEN};
 
 const PREFIX: &str = "SWMTKN";
 const VERSION: &str = "1";
+const DASHBOARD_PREFIX: &str = "CVYDSH";
+
+/// A new dashboard token, what logs a browser in to the managers' dashboard. Only a
+/// credential, nothing to pin, so a bare secret.
+pub fn new_dashboard_token() -> String {
+    format!("{DASHBOARD_PREFIX}-{VERSION}-{}", random_base36())
+}
+
+/// Whether two secrets are equal, compared in constant time (their lengths are not
+/// secret).
+pub fn secrets_match(a: &[u8], b: &[u8]) -> bool {
+    use subtle::ConstantTimeEq as _;
+    a.len() == b.len() && bool::from(a.ct_eq(b))
+}
 
 /// A join token: the digest that pins the cluster's CA for a joining node, and the secret
 /// that admits it (one secret per role). Its `Display` is the token as `swarm join` takes
@@ -34,8 +49,7 @@ impl JoinToken {
     /// Whether `other` carries this token's secret, compared in constant time. The CA
     /// digest is not compared: the joining node checked it against the server's chain.
     pub fn matches(&self, other: &JoinToken) -> bool {
-        let (a, b) = (self.secret.as_bytes(), other.secret.as_bytes());
-        a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+        secrets_match(self.secret.as_bytes(), other.secret.as_bytes())
     }
 }
 
@@ -105,6 +119,16 @@ mod tests {
             Err(e) => e.to_string(),
             Ok(t) => panic!("{token} parsed as {t:?}"),
         }
+    }
+
+    #[test]
+    fn dashboard_tokens_are_new_each_time_and_compared_whole() {
+        let (a, b) = (new_dashboard_token(), new_dashboard_token());
+        assert!(a.starts_with("CVYDSH-1-") && a.len() == "CVYDSH-1-".len() + ID_LEN);
+        assert_ne!(a, b);
+        assert!(secrets_match(a.as_bytes(), a.clone().as_bytes()));
+        assert!(!secrets_match(a.as_bytes(), b.as_bytes()));
+        assert!(!secrets_match(a.as_bytes(), &a.as_bytes()[..a.len() - 1]));
     }
 
     #[test]

@@ -186,7 +186,12 @@ impl Dispatcher {
         if actions.is_empty() {
             return Ok(());
         }
+        let down = actions.len();
         match self.store.propose(actions).await {
+            Ok(()) => {
+                crate::metrics::nodes_marked_down(down);
+                Ok(())
+            }
             // A node's heartbeat wrote in between: the next round sees it.
             Err(e) if e.kind() == ErrorKind::Conflict => Ok(()),
             other => other,

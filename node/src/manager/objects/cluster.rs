@@ -19,6 +19,10 @@ pub struct Cluster {
     /// (`SWMKEY-1-…`). In the store only, which those keys seal in turn.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unlock_key: Option<String>,
+    /// What logs a browser in to the managers' dashboard (`--metrics-addr`). Empty in a
+    /// cluster made before the dashboard, until rotated.
+    #[serde(default)]
+    pub dashboard_token: String,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use super::task::{Task, TaskState};
 use super::update::{UpdateConfig, UpdatePolicy, UpdateStatus};
 use crate::manager::store::{object, Kind, Meta};
 
@@ -47,6 +48,56 @@ impl Service {
             self.spec_version
         }
     }
+
+    /// How many of the service's tasks run, should run and completed, as `service ls`
+    /// counts them; `tasks` may hold other services' tasks.
+    pub fn task_counts<'a>(&self, tasks: impl IntoIterator<Item = &'a Task>) -> TaskCounts {
+        let mut counts = TaskCounts::default();
+        let mut live = 0;
+        for t in tasks.into_iter().filter(|t| t.service_id == self.id) {
+            if t.status.state == TaskState::Running && t.desired_state == TaskState::Running {
+                counts.running += 1;
+            }
+            if t.status.state == TaskState::Complete && t.spec_version == self.spec_version {
+                counts.completed += 1;
+            }
+            if t.is_live() {
+                live += 1;
+            }
+        }
+        counts.desired = match &self.spec.mode {
+            ServiceMode::Replicated { replicas } => *replicas as usize,
+            ServiceMode::ReplicatedJob {
+                max_concurrent,
+                total_completions,
+            } => total_completions.unwrap_or(*max_concurrent) as usize,
+            // One per node that should run it: the tasks made for them.
+            ServiceMode::Global {} | ServiceMode::GlobalJob {} => live,
+        };
+        counts
+    }
+}
+
+/// The tasks whose state counts: not those on nodes that are Down, whose state is only
+/// what the node last said (as dockerd counts a service's running tasks).
+pub fn counted_tasks<'a>(tasks: &'a [Task], nodes: &[super::Node]) -> Vec<&'a Task> {
+    let down: std::collections::HashSet<&str> = nodes
+        .iter()
+        .filter(|n| n.status.state == super::NodeState::Down)
+        .map(|n| n.id.as_str())
+        .collect();
+    tasks
+        .iter()
+        .filter(|t| !down.contains(t.node_id.as_str()))
+        .collect()
+}
+
+/// A service's tasks counted: see [`Service::task_counts`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TaskCounts {
+    pub running: usize,
+    pub desired: usize,
+    pub completed: usize,
 }
 
 /// Nanoseconds, as the Engine API gives durations.

@@ -49,6 +49,7 @@ pub(super) fn holders<'a>(
             let slot = slots.get(&by_slot(task)).map(Vec::as_slice).unwrap_or(&[]);
             match restarts.ended(service, task, slot, now) {
                 Verdict::Replace => {
+                    crate::metrics::task_restarted(&service.spec.name);
                     plan.set_desired(task, TaskState::Shutdown);
                     continue;
                 }

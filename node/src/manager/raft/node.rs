@@ -1,8 +1,9 @@
 //! The task that owns Raft: ticks, steps messages, persists, sends, applies.
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use protobuf::Message as _;
 use raft::eraftpb::{ConfChange, ConfChangeType, EntryType, Message, MessageType};
@@ -84,6 +85,16 @@ pub struct Raft {
     /// The members as the Raft task knows them (applied, or given at start), to find
     /// the leader's address.
     members: Members,
+    /// How far the log is committed and applied: apart from `status`, whose watchers
+    /// would otherwise wake at every entry.
+    progress: Arc<Progress>,
+}
+
+/// The Raft task's commit and applied indexes, for the metrics.
+#[derive(Default)]
+struct Progress {
+    commit: AtomicU64,
+    applied: AtomicU64,
 }
 
 type Members = Arc<std::sync::RwLock<HashMap<u64, Member>>>;
@@ -131,6 +142,7 @@ impl Raft {
         let mut known: HashMap<u64, Member> = peers.into_iter().map(|m| (m.raft_id, m)).collect();
         known.extend(load_members(&machine)?);
         let members = Arc::new(std::sync::RwLock::new(known));
+        let progress = Arc::new(Progress::default());
         let handle = Raft {
             id: config.id,
             commands: commands_tx.clone(),
@@ -139,6 +151,7 @@ impl Raft {
             net: net.clone(),
             timeout: config.propose_timeout,
             members: members.clone(),
+            progress: progress.clone(),
         };
         let node = Node {
             raw,
@@ -151,6 +164,7 @@ impl Raft {
             pending: HashMap::new(),
             peers: HashMap::new(),
             members,
+            progress,
             config,
             removed: false,
         };
@@ -170,6 +184,14 @@ impl Raft {
         self.status.clone()
     }
 
+    /// The highest log index known committed, and the highest applied here.
+    pub fn commit_and_applied(&self) -> (u64, u64) {
+        (
+            self.progress.commit.load(Ordering::Relaxed),
+            self.progress.applied.load(Ordering::Relaxed),
+        )
+    }
+
     /// The members as applied here.
     pub fn members(&self) -> Result<Vec<Member>, Error> {
         Ok(load_members(&self.machine)?.into_values().collect())
@@ -187,6 +209,7 @@ impl Raft {
 
     /// Runs `request` on the leader: here if this manager leads, else forwarded.
     pub async fn submit(&self, request: Forward) -> Result<(), Error> {
+        let started = Instant::now();
         let work = async {
             // Until there is a leader whose address is known, nothing was sent: waiting
             // out an election is safe, and spares the caller a retry.
@@ -233,14 +256,18 @@ impl Raft {
                 ))
             })
         };
-        tokio::time::timeout(self.timeout, work)
+        let result = tokio::time::timeout(self.timeout, work)
             .await
             .unwrap_or_else(|_| {
                 Err(unavailable(
                     "timed out waiting for the cluster to commit the change \
                      (is a majority of managers reachable?)",
                 ))
-            })
+            });
+        if result.is_ok() {
+            crate::metrics::raft_proposal_applied(started.elapsed());
+        }
+        result
     }
 
     /// The leader, when there is one and its address is known.
@@ -292,6 +319,7 @@ struct Node {
     /// One outgoing queue per peer, each drained by its own task.
     peers: HashMap<u64, mpsc::Sender<Vec<Message>>>,
     members: Members,
+    progress: Arc<Progress>,
     config: RaftConfig,
     /// The last membership change about this node that it applied removed it. Raft goes
     /// on running (a non-voter neither campaigns nor is sent anything): a re-promoted
@@ -616,6 +644,15 @@ impl Node {
             removed: self.removed,
             voters: raft.prs().conf().voters().ids().iter().collect(),
         };
+        self.progress
+            .commit
+            .store(raft.raft_log.committed, Ordering::Relaxed);
+        self.progress
+            .applied
+            .store(raft.raft_log.applied, Ordering::Relaxed);
+        if status.leader != 0 && status.leader != self.status.borrow().leader {
+            crate::metrics::raft_leader_changed();
+        }
         self.status.send_if_modified(|old| {
             if *old == status {
                 false

@@ -184,6 +184,18 @@ pub trait Handler: Send + Sync + 'static {
     fn raft(&self, peer: Peer, message: Message);
 }
 
+/// One connection's figures, from QUIC's loss recovery (a new connection starts them
+/// at zero).
+#[derive(Clone, Debug)]
+pub struct PeerStats {
+    pub addr: SocketAddr,
+    /// The smoothed round-trip time.
+    pub rtt: Duration,
+    pub sent_packets: u64,
+    /// Packets declared lost (and retransmitted, where they carried streams).
+    pub lost_packets: u64,
+}
+
 /// The node's QUIC endpoint. Cheap to clone: the clones share it.
 #[derive(Clone)]
 pub struct Transport {
@@ -243,6 +255,25 @@ impl Transport {
 
     pub fn local_addr(&self) -> Result<SocketAddr, Error> {
         Ok(self.inner.endpoint.local_addr()?)
+    }
+
+    /// The open connections this node made, as QUIC measures them: a worker's to the
+    /// managers it called, a manager's to its Raft peers.
+    pub fn peer_stats(&self) -> Vec<PeerStats> {
+        self.client()
+            .connections
+            .iter()
+            .filter(|(_, conn)| conn.close_reason().is_none())
+            .map(|((addr, _), conn)| {
+                let path = conn.stats().path;
+                PeerStats {
+                    addr: *addr,
+                    rtt: path.rtt,
+                    sent_packets: path.sent_packets,
+                    lost_packets: path.lost_packets,
+                }
+            })
+            .collect()
     }
 
     /// Replaces the client configuration (after a certificate renewal). New connections use
