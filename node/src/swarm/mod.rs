@@ -479,7 +479,7 @@ impl Swarm {
         let remote = addr::parse_remote(remote)?;
         if let Some(current) = active.as_ref() {
             // Only a node whose certificate expired while it was away joins again.
-            let (cert_pem, _, _) = self.paths.load_certs()?;
+            let cert_pem = self.paths.load_cert()?;
             let cert = ca::NodeCertificate::from_pem(&cert_pem)?;
             if std::time::SystemTime::now() < cert.not_after {
                 bail!(ALREADY_IN_SWARM);

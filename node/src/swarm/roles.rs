@@ -43,7 +43,7 @@ impl Swarm {
     /// Renews the certificate when it is due or the role must change, then takes on
     /// the role it now carries.
     async fn follow(&self, active: &mut Active, desired: Role) -> anyhow::Result<()> {
-        let (cert_pem, _, _) = self.paths.load_certs()?;
+        let cert_pem = self.paths.load_cert()?;
         let cert = NodeCertificate::from_pem(&cert_pem)?;
         if desired == active.state.role && !cert.needs_renewal(SystemTime::now()) {
             // A promotion whose request to join Raft got lost: ask again (adding a
@@ -100,7 +100,7 @@ impl Swarm {
         key_pem: &str,
         role: Role,
     ) -> anyhow::Result<()> {
-        let (_, _, ca_pem) = self.paths.load_certs()?;
+        let ca_pem = self.paths.load_ca()?;
         self.paths.save_certs(cert_pem, key_pem, &ca_pem)?;
         let root = RootCa::from_pem(&ca_pem, None)?;
         let identity = tls::Identity::from_pem(cert_pem, key_pem)?;
@@ -123,7 +123,7 @@ impl Swarm {
         token: &JoinToken,
         remote: std::net::SocketAddr,
     ) -> anyhow::Result<()> {
-        let (_, _, ca_pem) = self.paths.load_certs()?;
+        let ca_pem = self.paths.load_ca()?;
         if RootCa::from_pem(&ca_pem, None)?.digest().as_bytes() != token.ca_digest().as_bytes() {
             bail!(
                 "this token is for another swarm than the one this node belongs to: leave it first"

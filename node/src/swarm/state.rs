@@ -169,18 +169,30 @@ impl Paths {
         write_atomic(&self.ca_cert(), ca_pem.as_bytes(), 0o644)
     }
 
+    /// The node's certificate (PEM), without its key: what the heartbeat-paced role
+    /// checks read, with no need to open a sealed key.
+    pub fn load_cert(&self) -> anyhow::Result<String> {
+        read_pem(self.node_cert())
+    }
+
+    /// The swarm's CA certificate (PEM).
+    pub fn load_ca(&self) -> anyhow::Result<String> {
+        read_pem(self.ca_cert())
+    }
+
     pub fn load_certs(&self) -> anyhow::Result<(String, String, String)> {
-        let read = |p: PathBuf| {
-            std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))
-        };
         let key = self
             .vault
             .read(&self.node_key())
             .context("reading the node's key")?
             .with_context(|| format!("{} is missing", self.node_key().display()))?;
         let key = String::from_utf8(key).context("the node's key is not PEM")?;
-        Ok((read(self.node_cert())?, key, read(self.ca_cert())?))
+        Ok((self.load_cert()?, key, self.load_ca()?))
     }
+}
+
+fn read_pem(path: PathBuf) -> anyhow::Result<String> {
+    std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))
 }
 
 fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> anyhow::Result<()> {
