@@ -313,10 +313,12 @@ pub fn build(
 
 /// Open files allowed: Docker's 1048576, or the daemon's own hard limit where that is lower,
 /// since raising it needs CAP_SYS_RESOURCE, which a confined daemon may lack.
+// rlim_t is u64 here but u32 on 32-bit ARM.
+#[allow(clippy::useless_conversion)]
 fn nofile_limit() -> u64 {
     const DOCKER: u64 = 1_048_576;
     nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
-        .map(|(_, hard)| hard.min(DOCKER))
+        .map(|(_, hard)| u64::from(hard).min(DOCKER))
         .unwrap_or(1024)
 }
 

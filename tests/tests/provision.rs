@@ -219,6 +219,10 @@ fn provision_writes_covey_onto_the_boot_partition() {
         format!("COVEY_JOIN_TOKEN={TOKEN}\nCOVEY_MANAGER=10.0.0.1:2377\n")
     );
     assert_eq!(boot_text(&img, "/covey-hostname"), "pi-{serial}\n");
+    assert!(
+        boot_text(&img, "/covey-journald.conf").ends_with("[Journal]\nSystemMaxUse=67108864\n"),
+        "pi4 caps the journal at 64MiB"
+    );
     let wifi = boot_text(&img, "/covey-wifi.nmconnection");
     for line in [
         "type=wifi",

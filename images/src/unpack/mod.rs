@@ -594,8 +594,16 @@ fn apply_metadata<R: Read>(
     Ok(())
 }
 
+// time_t is i64 here but i32 on 32-bit ARM, where a time past 2038 is clamped.
+#[allow(clippy::useless_conversion)]
 fn set_mtime(path: &Path, secs: i64, nsecs: i64) -> Result<(), UnpackError> {
-    let mtime = TimeSpec::new(secs, nsecs);
+    let secs = nix::libc::time_t::try_from(secs).unwrap_or(if secs < 0 {
+        nix::libc::time_t::MIN
+    } else {
+        nix::libc::time_t::MAX
+    });
+    // Below a second's worth, so it fits any platform's tv_nsec.
+    let mtime = TimeSpec::new(secs, nsecs.clamp(0, 999_999_999) as _);
     utimensat(
         None,
         path,

@@ -134,6 +134,10 @@ pub struct Flash {
     /// A container's log is rotated past this (one older file is kept).
     #[serde(deserialize_with = "parse::size")]
     pub log_max_size: u64,
+    /// The cap on the system journal (the daemon's own log goes there), which `covey
+    /// provision` sets; journald rotates its files by size under it.
+    #[serde(default, deserialize_with = "parse::opt_size")]
+    pub journal_max_size: Option<u64>,
 }
 
 impl Default for Flash {
@@ -142,6 +146,7 @@ impl Default for Flash {
         Flash {
             store_flush_interval: Duration::from_secs(5),
             log_max_size: 10 << 20,
+            journal_max_size: None,
         }
     }
 }
@@ -338,6 +343,20 @@ impl Board {
                     self.flash.log_max_size
                 ),
             ));
+        }
+        if let Some(cap) = self.flash.journal_max_size {
+            if self.provision.is_none() {
+                return Err((
+                    "flash.journal-max-size",
+                    "only covey provision applies it, and this board has no `provision`".into(),
+                ));
+            }
+            if !(1 << 20..=16 << 30).contains(&cap) {
+                return Err((
+                    "flash.journal-max-size",
+                    format!("{cap} bytes is out of range: 1MiB to 16GiB"),
+                ));
+            }
         }
         Ok(())
     }

@@ -40,6 +40,11 @@ fn located(text: &str, message: &str, span: Option<std::ops::Range<usize>>) -> S
 }
 
 /// A size: `256MiB`, `64m`, or a number of bytes.
+/// A size that may be absent (with `#[serde(default)]`).
+pub(super) fn opt_size<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    size(d).map(Some)
+}
+
 pub(super) fn size<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
     struct Size;
     impl serde::de::Visitor<'_> for Size {

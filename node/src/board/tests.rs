@@ -198,6 +198,19 @@ fn malformed_files_name_the_field() {
             "out of range",
         ),
         (
+            edited(
+                "journal-max-size = \"64MiB\"",
+                "journal-max-size = \"64KiB\"",
+            ),
+            "flash.journal-max-size",
+            "out of range",
+        ),
+        (
+            edited("provision = \"raspios\"\n", ""),
+            "flash.journal-max-size",
+            "has no `provision`",
+        ),
+        (
             edited("log-max-size", "log-max-sise"),
             "flash.log-max-sise",
             "unknown field `log-max-sise`",

@@ -29,6 +29,9 @@ install -m 0644 "$boot/covey.toml" /etc/covey/covey.toml
 if [ -f "$boot/covey-board.toml" ]; then
     install -m 0644 "$boot/covey-board.toml" /etc/covey/board.toml
 fi
+if [ -f "$boot/covey-journald.conf" ]; then
+    install -D -m 0644 "$boot/covey-journald.conf" /etc/systemd/journald.conf.d/covey.conf
+fi
 # The token is a credential: root's only, and deleted once the node has joined.
 install -m 0600 "$boot/covey-join.env" /etc/covey/join.env
 want /etc/systemd/system/covey.service
@@ -73,6 +76,6 @@ fi
 rm -f "$boot/covey-join.env" "$boot/covey-wifi.nmconnection" "$boot/covey" \
       "$boot/covey-board.toml" "$boot/covey.service" "$boot/covey-join.service" \
       "$boot/covey.toml" "$boot/covey-hostname" "$boot/covey-authorized_keys" \
-      "$boot/covey-firstboot.sh"
+      "$boot/covey-journald.conf" "$boot/covey-firstboot.sh"
 sync
 echo "covey first boot: done; rebooting"

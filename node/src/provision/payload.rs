@@ -20,6 +20,7 @@ pub const NAMES: &[&str] = &[
     "covey-hostname",
     "covey-wifi.nmconnection",
     "covey-authorized_keys",
+    "covey-journald.conf",
 ];
 /// Where the boot partition is mounted on Raspberry Pi OS bookworm and later.
 const BOOT_MOUNT: &str = "/boot/firmware";
@@ -78,6 +79,12 @@ pub fn files(req: &Request) -> Result<Vec<File>, ProvisionError> {
             data: text.clone().into(),
         });
     }
+    if let Some(cap) = req.board.flash.journal_max_size {
+        files.push(File {
+            name: "covey-journald.conf",
+            data: journald_conf(cap).into(),
+        });
+    }
     if let Some(template) = &req.hostname_template {
         check_hostname_template(template)?;
         files.push(File {
@@ -124,6 +131,15 @@ fn covey_toml(req: &Request) -> Result<String, ProvisionError> {
         out.push_str(&format!("labels = [{}]\n", labels.join(", ")));
     }
     Ok(out)
+}
+
+/// A journald drop-in keeping the journal on flash under the board's cap (journald sizes
+/// are bytes with binary suffixes; it rotates its files at an eighth of this).
+fn journald_conf(cap: u64) -> String {
+    format!(
+        "# Written by covey provision: the journal on this board's flash stays under this.\n\
+         [Journal]\nSystemMaxUse={cap}\n"
+    )
 }
 
 /// A TOML basic string.
@@ -387,6 +403,8 @@ mod tests {
             file(&files, "covey-authorized_keys"),
             "ssh-ed25519 AAAAC3Nza me@laptop\n"
         );
+        // pi4's board file caps the journal at 64MiB.
+        assert!(file(&files, "covey-journald.conf").ends_with("[Journal]\nSystemMaxUse=67108864\n"));
         assert!(file(&files, "covey-firstboot.sh").starts_with("#!/bin/sh"));
         assert!(file(&files, "covey.service").contains("ExecStart=/usr/bin/covey daemon"));
         assert!(!files.iter().any(|f| f.name == "covey-board.toml"));
