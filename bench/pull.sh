@@ -3,12 +3,13 @@
 # covey, against skopeo copy + umoci unpack (the reference), in the same run.
 # covey's pull also unpacks the layers into its store, so this is like-for-like.
 # Prints medians of N runs (default 3) and covey's daemon peak RSS (VmHWM).
-# usage: bench/pull.sh   (as root; env N=5 for more runs)
+# usage: bench/pull.sh   (as root; env N=5 for more runs, COVEY_BIN=path to measure a
+#        given build of covey instead of building target/release/covey)
 set -euo pipefail
 
 N=${N:-3}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-COVEY=$ROOT/target/release/covey
+COVEY=${COVEY_BIN:-$ROOT/target/release/covey}
 TMP=$(mktemp -d /tmp/covey-bench.XXXXXX)   # short: unix socket paths max 107 bytes
 DPID=
 
@@ -37,7 +38,7 @@ elapsed() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.3f", b - a}'; }
 median() { printf '%s\n' "$@" | sort -g | awk '{v[NR] = $1} END {print v[int((NR + 1) / 2)]}'; }
 
 "$ROOT/scripts/install-deps" >/dev/null
-(cd "$ROOT" && cargo build --release -p covey)
+[ -n "${COVEY_BIN:-}" ] || (cd "$ROOT" && cargo build --release -p covey)
 
 python3 "$ROOT/tests/fixtures/build-images.py" "$TMP/fx" --bench | grep oci/bench
 PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
