@@ -161,9 +161,9 @@ pub(super) fn print_table(cfg: &Config, f: &[Figures; 2]) {
          changing its own label on the same node; an out-of-sequence refusal is retried and \
          not counted.\n\
          - degraded link: a one-way delay of 100 ms on every frame (200 ms round trips) and \
-         10% loss on each manager's link, each way, at both ends: about 19% of the packets \
-         between two managers are lost (1-0.9^2), about 34% of round trips; the worker's link is \
-         delayed, not lossy.\n\
+         10% of the packets each manager sends dropped on its way out: 10% of the packets \
+         between two managers are lost each way, about 19% of round trips (1-0.9^2); the \
+         worker's link is delayed, not lossy.\n\
          - failover: SIGKILL of the leader's daemon (docker: dockerd and its containerd), then a \
          `node inspect` on a surviving manager every {poll} ms until it names another leader; \
          the killed node is restarted and rejoins between trials. Clean link.\n\
