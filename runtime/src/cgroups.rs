@@ -9,6 +9,13 @@ use crate::config::Resources;
 use crate::error::RuntimeError;
 
 pub const ROOT: &str = "/sys/fs/cgroup";
+/// The cgroup covey's containers go under, each in `covey/<id>` (the spec's cgroups path).
+pub const PARENT: &str = "covey";
+
+/// Container `id`'s cgroup directory under `base`: the v2 root, or a v1 controller's.
+pub fn dir(base: &Path, id: &str) -> PathBuf {
+    base.join(PARENT).join(id)
+}
 
 /// The controllers `resources` need that the hierarchy at `root` lacks.
 pub fn check(root: &Path, resources: &Resources) -> Result<(), RuntimeError> {
@@ -87,7 +94,7 @@ pub fn usage(root: &Path, id: &str) -> Option<Usage> {
     let read = |path: PathBuf| std::fs::read_to_string(path).ok();
     let (cpu_seconds, memory, stat) = match version(root) {
         2 => {
-            let dir = root.join("covey").join(id);
+            let dir = dir(root, id);
             let usec = field(&read(dir.join("cpu.stat"))?, "usage_usec")?;
             let memory = read(dir.join("memory.current"));
             (usec as f64 / 1e6, memory, read(dir.join("memory.stat")))
@@ -96,9 +103,9 @@ pub fn usage(root: &Path, id: &str) -> Option<Usage> {
             // Combined as `cpu,cpuacct` where the distribution has no `cpuacct` link.
             let nanos = ["cpuacct", "cpu,cpuacct"]
                 .iter()
-                .find_map(|c| read(root.join(c).join("covey").join(id).join("cpuacct.usage")))?;
+                .find_map(|c| read(dir(&root.join(c), id).join("cpuacct.usage")))?;
             let nanos: u64 = nanos.trim().parse().ok()?;
-            let dir = root.join("memory").join("covey").join(id);
+            let dir = dir(&root.join("memory"), id);
             let memory = read(dir.join("memory.usage_in_bytes"));
             (nanos as f64 / 1e9, memory, read(dir.join("memory.stat")))
         }

@@ -16,6 +16,7 @@ use libcontainer::workload::default::DefaultExecutor;
 use nix::unistd::Pid;
 use oci_spec::runtime::Spec;
 
+use crate::cgroups;
 use crate::error::RuntimeError;
 
 /// Where a container's stdio go; `None` is /dev/null.
@@ -78,9 +79,9 @@ pub struct Runtime {
 /// Removes `covey/<id>` under each cgroup v1 controller, or under the v2 root; only empty
 /// ones go (rmdir refuses the others).
 fn remove_cgroups(root: &Path, id: &str) {
-    let mut dirs = vec![root.join("covey").join(id)];
+    let mut dirs = vec![cgroups::dir(root, id)];
     if let Ok(entries) = std::fs::read_dir(root) {
-        dirs.extend(entries.flatten().map(|e| e.path().join("covey").join(id)));
+        dirs.extend(entries.flatten().map(|e| cgroups::dir(&e.path(), id)));
     }
     for d in dirs {
         if d.is_dir() {
@@ -361,19 +362,17 @@ impl Runtime {
                 let _ = std::fs::remove_dir_all(&dir);
             }
         }
-        remove_cgroups(Path::new("/sys/fs/cgroup"), id);
+        remove_cgroups(Path::new(cgroups::ROOT), id);
         Ok(())
     }
 
     /// Whether the kernel's OOM killer killed a process of the container: the counter of
     /// its memory cgroup (v2 `memory.events`, v1 `memory.oom_control`), read before delete.
     pub fn oom_killed(&self, id: &str) -> bool {
-        let root = Path::new("/sys/fs/cgroup");
+        let root = Path::new(cgroups::ROOT);
         let files = [
-            root.join("covey").join(id).join("memory.events"),
-            root.join("memory/covey")
-                .join(id)
-                .join("memory.oom_control"),
+            cgroups::dir(root, id).join("memory.events"),
+            cgroups::dir(&root.join("memory"), id).join("memory.oom_control"),
         ];
         files
             .iter()

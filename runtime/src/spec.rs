@@ -243,7 +243,7 @@ pub fn build(
     }
     // A private cgroup namespace only on cgroup v2, as Docker: on v1 and hybrid hosts the
     // container sees the host's cgroup paths.
-    if Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+    if crate::cgroups::version(Path::new(crate::cgroups::ROOT)) == 2 {
         namespaces.push(
             LinuxNamespaceBuilder::default()
                 .typ(LinuxNamespaceType::Cgroup)
@@ -280,7 +280,7 @@ pub fn build(
                 .collect::<Vec<_>>(),
         )
         // An explicit path: libcontainer's default would be a `:youki:ID` directory.
-        .cgroups_path(format!("/covey/{id}"))
+        .cgroups_path(format!("/{}/{id}", crate::cgroups::PARENT))
         .resources(resources(cfg)?)
         .seccomp(crate::seccomp::default_profile(&cap_names)?)
         .sysctl(

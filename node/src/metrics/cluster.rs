@@ -5,6 +5,7 @@
 use prometheus_client::registry::Unit;
 
 use super::scrape::{describe, Labels, Scrape};
+use crate::manager::ca::Role;
 use crate::manager::objects::service::counted_tasks;
 use crate::manager::objects::{Node, NodeState, Service, Task};
 use crate::manager::Manager;
@@ -52,7 +53,7 @@ pub fn manager(scrape: &mut Scrape, manager: &Manager) {
         return;
     };
     let mut by_state = Vec::new();
-    for role in ["manager", "worker"] {
+    for role in [Role::Manager, Role::Worker] {
         for state in [
             NodeState::Ready,
             NodeState::Down,
@@ -61,7 +62,7 @@ pub fn manager(scrape: &mut Scrape, manager: &Manager) {
         ] {
             let n = nodes
                 .iter()
-                .filter(|n| n.role.to_string() == role && n.status.state == state)
+                .filter(|n| n.role == role && n.status.state == state)
                 .count();
             let labels = vec![("role", role.to_string()), ("state", state.as_str().into())];
             by_state.push((labels, n as f64));

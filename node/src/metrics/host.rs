@@ -8,6 +8,7 @@ use prometheus_client::registry::Unit;
 
 use super::scrape::{describe, Labels, Scrape};
 use crate::containers::{Containers, Status};
+use crate::swarm::describe::meminfo_bytes;
 
 /// /proc/stat's CPU columns, in its order.
 const CPU_MODES: [&str; 8] = [
@@ -213,16 +214,6 @@ fn boot_time(stat: &str) -> Option<u64> {
         .and_then(|v| v.trim().parse().ok())
 }
 
-/// A /proc/meminfo line's value (`MemTotal:  8000 kB`) in bytes.
-fn meminfo_bytes(meminfo: &str, key: &str) -> Option<u64> {
-    let line = meminfo.lines().find(|l| {
-        l.strip_prefix(key)
-            .is_some_and(|rest| rest.starts_with(':'))
-    })?;
-    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib * 1024)
-}
-
 struct ProcessTimes {
     utime: u64,
     stime: u64,
@@ -259,14 +250,6 @@ mod tests {
         assert_eq!(cpu_count(STAT), 2);
         assert_eq!(boot_time(STAT), Some(1_700_000_000));
         assert!(cpu_ticks("").is_empty());
-    }
-
-    #[test]
-    fn meminfo() {
-        let text = "MemTotal:        8000 kB\nMemFree:  10 kB\nMemAvailable:    6000 kB\n";
-        assert_eq!(meminfo_bytes(text, "MemTotal"), Some(8000 * 1024));
-        assert_eq!(meminfo_bytes(text, "MemAvailable"), Some(6000 * 1024));
-        assert_eq!(meminfo_bytes(text, "Mem"), None);
     }
 
     #[test]

@@ -71,14 +71,30 @@ pub fn describe(vxlan: bool, profile: &Profile) -> NodeDescription {
 
 fn memory_bytes() -> Option<i64> {
     let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let line = meminfo.lines().find(|l| l.starts_with("MemTotal:"))?;
-    let kb: i64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb * 1024)
+    meminfo_bytes(&meminfo, "MemTotal").and_then(|b| i64::try_from(b).ok())
+}
+
+/// A /proc/meminfo line's value (`MemTotal:  8000 kB`) in bytes.
+pub(crate) fn meminfo_bytes(meminfo: &str, key: &str) -> Option<u64> {
+    let line = meminfo.lines().find(|l| {
+        l.strip_prefix(key)
+            .is_some_and(|rest| rest.starts_with(':'))
+    })?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn meminfo() {
+        let text = "MemTotal:        8000 kB\nMemFree:  10 kB\nMemAvailable:    6000 kB\n";
+        assert_eq!(meminfo_bytes(text, "MemTotal"), Some(8000 * 1024));
+        assert_eq!(meminfo_bytes(text, "MemAvailable"), Some(6000 * 1024));
+        assert_eq!(meminfo_bytes(text, "Mem"), None);
+    }
 
     #[test]
     fn a_board_reserves_and_labels() {

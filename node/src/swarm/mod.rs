@@ -2,7 +2,7 @@
 //! `leave`, and at boot, starting the manager and the agent from what is on disk.
 
 mod addr;
-mod describe;
+pub(crate) mod describe;
 pub mod lock;
 mod roles;
 mod state;
